@@ -1,0 +1,40 @@
+"""dsar: answer GDPR data-subject requests properly."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Mapping[str, Any] | None = None, *,
+               load_connectors: bool | None = None,
+               connector_types: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application.
+
+    ``config`` overrides settings read from ``DSAR_*`` variables (keys without
+    the prefix). ``load_connectors``: validate the connector file now; default
+    only in production, so CLI commands like ``dsar db upgrade`` work before a
+    connector file exists. ``connector_types`` adds connector classes by type
+    name without entry points (tests). Raises :class:`dsar.config.ConfigError`.
+    Starts no threads.
+    """
+    from .config import load_settings
+    from .runtime import Runtime, close_request_session
+
+    app = Flask(__name__, instance_path=os.environ.get("DSAR_INSTANCE_PATH") or None)
+    settings = load_settings(os.environ, config, app.instance_path)
+    rt = Runtime(settings, connector_types)
+    app.config.update(settings)
+    app.config["SECRET_KEY"] = rt.crypto.session_key
+    app.extensions["dsar"] = rt
+    app.teardown_appcontext(close_request_session)
+    logging.getLogger("dsar").setLevel(settings["LOG_LEVEL"])
+    if load_connectors if load_connectors is not None else settings["ENV"] == "production":
+        _ = rt.connectors
+    return app

@@ -1,0 +1,196 @@
+"""The only writer and reader of the audit chain.
+
+Each event stores the hash of the previous event and its own SHA-256 over a
+canonical encoding (sorted-key JSON, UTC time with microseconds), plus an HMAC
+of that hash under the audit key, which lives outside the database. The single
+``audit_heads`` row names the last event and is sealed with the same key, so
+removing events from the end, or rewriting the whole table with recomputed
+hashes, is detected too.
+
+:func:`record` appends inside the caller's transaction: the event commits or
+rolls back with the change it describes. Appends serialise on the head row
+(``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` does the same), and
+``prev_hash`` is unique, so the chain cannot fork.
+
+Details must never hold raw identifiers: pass :meth:`Crypto.identifier_digest`
+values instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .crypto import Crypto, constant_time_equal
+from .database import utcnow
+from .models import AuditEvent, AuditHead
+
+GENESIS_HASH = "0" * 64
+HEAD_ID = 1
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(seq: int, occurred_at: datetime, actor: str, action: str,
+              request_id: str | None, details: str, prev_hash: str) -> str:
+    """The exact text an event's hash is computed over."""
+    return json.dumps(
+        {"seq": seq, "occurred_at": _iso(occurred_at), "actor": actor, "action": action,
+         "request_id": request_id, "details": json.loads(details), "prev_hash": prev_hash},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    )
+
+
+def _event_hash(event: AuditEvent) -> str:
+    text = canonical(event.seq, event.occurred_at, event.actor, event.action,
+                     event.request_id, event.details, event.prev_hash)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _head_message(seq: int, head_hash: str) -> str:
+    return f"head:{seq}:{head_hash}"
+
+
+def ensure_head(session: Session) -> None:
+    """Create the empty head row if it is missing (a fresh database)."""
+    if session.get(AuditHead, HEAD_ID) is None:
+        session.add(AuditHead(id=HEAD_ID, seq=0, hash=GENESIS_HASH, mac=""))
+        session.flush()
+
+
+def record(session: Session, crypto: Crypto, action: str, *, actor: str,
+           request_id: str | None = None, details: Mapping[str, Any] | None = None) -> AuditEvent:
+    """Append one event in the caller's transaction and move the sealed head.
+
+    ``actor`` is who acted (``requester``, ``officer:<name>``, ``system``,
+    ``connector:<instance>``, ``cli``); ``details`` a JSON-serialisable mapping
+    without personal data. Returns the flushed event.
+    """
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        ensure_head(session)
+        head = session.execute(
+            select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+        ).scalar_one()
+    event = AuditEvent(
+        seq=head.seq + 1, occurred_at=utcnow(), actor=actor, action=action,
+        request_id=request_id,
+        details=json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")),
+        prev_hash=head.hash,
+    )
+    event.hash = _event_hash(event)
+    event.mac = crypto.audit_mac(event.hash)
+    session.add(event)
+    head.seq, head.hash = event.seq, event.hash
+    head.mac = crypto.audit_mac(_head_message(head.seq, head.hash))
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :func:`verify`: ``bad_seq`` is the first bad event
+    (``None`` when the chain is intact or only the head is wrong)."""
+
+    ok: bool
+    checked: int
+    bad_seq: int | None = None
+    problem: str = ""
+
+
+def verify(session: Session, crypto: Crypto) -> Verification:
+    """Walk the whole chain in order and check every link, hash and seal.
+
+    Detects an edited, deleted, inserted or reordered event, events removed
+    from the end, and a rewrite with recomputed hashes (the seals need the
+    audit key). Streams: memory does not grow with the chain.
+    """
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(
+        yield_per=500)).scalars()
+    for event in rows:
+        problem = _check_event(event, expected_seq, prev_hash, crypto)
+        if problem:
+            return Verification(False, checked, event.seq, problem)
+        expected_seq, prev_hash, checked = event.seq + 1, event.hash, checked + 1
+    return _check_head(session, crypto, checked, prev_hash)
+
+
+def _check_event(event: AuditEvent, expected_seq: int, prev_hash: str,
+                 crypto: Crypto) -> str:
+    if event.seq != expected_seq:
+        return f"event {expected_seq} is missing (next found is {event.seq})"
+    if event.prev_hash != prev_hash:
+        return "does not continue the previous event (removed, inserted or reordered)"
+    try:
+        actual = _event_hash(event)
+    except (ValueError, TypeError):
+        return "details are not valid JSON"
+    if not constant_time_equal(actual, event.hash):
+        return "content does not match its hash (edited)"
+    if not constant_time_equal(crypto.audit_mac(event.hash), event.mac):
+        return "seal does not match (rewritten without the audit key)"
+    return ""
+
+
+def _check_head(session: Session, crypto: Crypto, checked: int, last_hash: str) -> Verification:
+    head = session.get(AuditHead, HEAD_ID)
+    if head is None:
+        if checked == 0:
+            return Verification(True, 0)
+        return Verification(False, checked, None, "the sealed head is missing")
+    if head.seq != checked or head.hash != last_hash:
+        return Verification(False, checked, min(head.seq, checked + 1) or None,
+                            f"the sealed head names event {head.seq} but the chain ends at "
+                            f"{checked}: events were removed from the end or appended")
+    if checked and not constant_time_equal(crypto.audit_mac(_head_message(head.seq, head.hash)),
+                                           head.mac):
+        return Verification(False, checked, head.seq, "the head's seal does not match")
+    return Verification(True, checked)
+
+
+EXPORT_FIELDS = ("seq", "occurred_at", "actor", "action", "request_id", "details",
+                 "prev_hash", "hash", "mac")
+
+
+def iter_events(session: Session) -> Iterator[dict[str, Any]]:
+    """Every event as a plain dict, in order, streaming."""
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(
+        yield_per=500)).scalars()
+    for event in rows:
+        yield {"seq": event.seq, "occurred_at": _iso(event.occurred_at), "actor": event.actor,
+               "action": event.action, "request_id": event.request_id,
+               "details": json.loads(event.details), "prev_hash": event.prev_hash,
+               "hash": event.hash, "mac": event.mac}
+
+
+def export(session: Session, out: IO[str], fmt: str = "jsonl") -> int:
+    """Write the chain to ``out`` as ``jsonl`` or ``csv``; returns the count.
+    The export carries hashes and seals so it can be checked offline."""
+    count = 0
+    if fmt == "jsonl":
+        for row in iter_events(session):
+            out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+            count += 1
+        return count
+    if fmt != "csv":
+        raise ValueError(f"unknown format {fmt!r}: use jsonl or csv")
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for row in iter_events(session):
+        row["details"] = json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
+        writer.writerow(row)
+        count += 1
+    return count

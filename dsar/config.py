@@ -1,0 +1,154 @@
+"""Every setting dsar reads, with its default and meaning, in one place.
+
+Settings come from ``DSAR_*`` environment variables; ``create_app(config=...)``
+may override them (keys without the ``DSAR_`` prefix, as they appear in
+``app.config``). :func:`load_settings` parses and validates them; a bad value
+stops the start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("expected a positive number")
+    return value
+
+
+def _env(raw: str) -> str:
+    if raw not in {"development", "production"}:
+        raise ValueError("expected development or production")
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ENV", "development", "development or production. Production refuses a "
+            "development secret and a missing SMTP_URL.", _env),
+    Setting("SECRET_KEY", None, "Master secret (32+ random characters). Encryption, "
+            "identifier hashing, the audit seal and sessions use keys derived from it. "
+            "Development generates one into the instance folder."),
+    Setting("AUDIT_KEY", None, "Optional separate key for sealing the audit chain, so "
+            "its custody can differ from SECRET_KEY's. Default: derived from SECRET_KEY."),
+    Setting("DATABASE_URL", None, "SQLAlchemy URL. Default: SQLite file dsar.db in the "
+            "instance folder. Production: postgresql+psycopg://..."),
+    Setting("CONNECTORS", None, "Path of the connector TOML file. Default: "
+            "connectors.toml in the instance folder, when present."),
+    Setting("SMTP_URL", None, "smtp://user:password@host:port (smtps:// for TLS). "
+            "Unset in development: mails are written as .eml files to instance/outbox."),
+    Setting("MAIL_FROM", "privacy@localhost", "Sender address of notices and codes."),
+    Setting("EXPORT_DIR", None, "Folder for export bundles. Default: instance/exports."),
+    Setting("ERASURE_REVIEW", True, "Erasure requests wait for an officer's approval.",
+            _bool),
+    Setting("WORKERS", 2, "Worker threads of the in-process executor.", _positive_int),
+    Setting("TASK_LEASE_SECONDS", 300.0, "How long a worker holds a task before another "
+            "may take it over (renewed while it runs).", _positive_float),
+    Setting("TASK_MAX_ATTEMPTS", 5, "Attempts of a task before it fails.", _positive_int),
+    Setting("TASK_RETRY_SECONDS", 5.0, "First retry delay; doubles each attempt, capped "
+            "at one hour.", _positive_float),
+    Setting("LOG_LEVEL", "INFO", "Logging level of the dsar loggers."),
+)
+
+_DEV_SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+
+
+def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None,
+                  instance_path: str) -> dict[str, Any]:
+    """Parse every setting from ``environ`` (``DSAR_<NAME>``), then apply
+    ``overrides`` (already typed), fill instance-folder defaults and validate.
+
+    Raises :class:`ConfigError` naming the variable on a bad value.
+    """
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(f"DSAR_{setting.name}")
+        if raw is None or raw == "":
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"DSAR_{setting.name}: {exc}") from None
+    values.update(overrides or {})
+    _fill_defaults(values, Path(instance_path))
+    _validate(values)
+    return values
+
+
+def _fill_defaults(values: dict[str, Any], instance: Path) -> None:
+    if not values.get("DATABASE_URL"):
+        values["DATABASE_URL"] = f"sqlite:///{instance / 'dsar.db'}"
+    if not values.get("EXPORT_DIR"):
+        values["EXPORT_DIR"] = str(instance / "exports")
+    if not values.get("CONNECTORS"):
+        default = instance / "connectors.toml"
+        values["CONNECTORS"] = str(default) if default.exists() else None
+    values.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    if not values.get("SECRET_KEY") and values["ENV"] == "development":
+        values["SECRET_KEY"] = _development_secret(instance)
+        values["SECRET_IS_DEVELOPMENT"] = True
+
+
+def _development_secret(instance: Path) -> str:
+    """A per-instance random secret, kept in the instance folder (mode 0600)."""
+    path = instance / _DEV_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret)
+    return secret
+
+
+def _validate(values: Mapping[str, Any]) -> None:
+    secret = values.get("SECRET_KEY")
+    if not secret or len(str(secret)) < 32:
+        raise ConfigError("DSAR_SECRET_KEY: set a random secret of at least 32 characters")
+    if values["ENV"] == "production":
+        if values.get("SECRET_IS_DEVELOPMENT"):
+            raise ConfigError("DSAR_SECRET_KEY: production refuses the development secret")
+        if not values.get("SMTP_URL"):
+            raise ConfigError("DSAR_SMTP_URL: production needs an SMTP server for notices")
+
+
+def describe() -> str:
+    """Every setting with its default, for ``dsar config`` and the docs."""
+    lines = []
+    for s in SETTINGS:
+        lines.append(f"DSAR_{s.name} (default: {s.default!r})\n    {s.help}")
+    return "\n".join(lines)

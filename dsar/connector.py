@@ -1,0 +1,262 @@
+"""The connector contract: the one module a connector engineer needs to learn.
+
+A connector is a class that finds, and optionally erases, one person's data in
+one store. The engine gives it a :class:`Subject` (identifiers by kind) and
+asks it to
+
+* ``check()``: say whether the store is reachable and configured right;
+* ``find(subject)``: yield every :class:`Record` that belongs to the subject;
+* ``plan_erasure(subject)``: say, per record, what erasure will do
+  (delete, mask, or keep under a named legal hold) without changing anything;
+* ``erase(plan)``: carry the plan out and return counts.
+
+Rules the engine relies on:
+
+* A connector never touches the application database or the audit log; it
+  returns outcomes and the core records them.
+* It raises only :class:`RetryableError` (the store is down, a timeout: try
+  again later) or :class:`PermanentError` (misconfiguration, a refused
+  credential: retrying will not help). Anything else is treated as a bug and
+  retried like a retryable error.
+* It never logs field values or identifiers; messages in errors are shown to
+  compliance officers and must not contain personal data either.
+* ``erase`` is idempotent: running a plan twice has the effect of running it
+  once. After ``erase``, ``find`` must return only records the plan keeps; the
+  engine checks this and fails the task otherwise.
+
+Connectors register through the ``dsar.connectors`` entry-point group; the
+configuration of each instance is validated with the class's marshmallow
+``config_schema`` before any request runs. Fields flagged with
+``metadata={"secret": True}`` are never shown or logged.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from marshmallow import Schema
+
+__all__ = [
+    "Action",
+    "Capability",
+    "CheckResult",
+    "Connector",
+    "ConnectorError",
+    "ErasurePlan",
+    "ErasureResult",
+    "PermanentError",
+    "PlanItem",
+    "Record",
+    "RetryableError",
+    "Subject",
+    "normalise_identifier",
+]
+
+
+class Capability(enum.StrEnum):
+    """What a connector can do. ``FIND`` is required; ``ERASE`` needs
+    ``plan_erasure`` and ``erase``."""
+
+    FIND = "find"
+    ERASE = "erase"
+
+
+class ConnectorError(Exception):
+    """Base of the errors a connector may raise. The message is shown to
+    officers: say what is wrong and what to do, without personal data."""
+
+
+class RetryableError(ConnectorError):
+    """A transient failure: the engine retries with backoff."""
+
+
+class PermanentError(ConnectorError):
+    """Retrying cannot help (bad configuration, refused credentials)."""
+
+
+def normalise_identifier(kind: str, value: str) -> str:
+    """The canonical form of an identifier, used for matching and hashing.
+
+    Emails are trimmed and lower-cased; phone numbers keep a leading ``+`` and
+    digits only; every other kind is trimmed.
+    """
+    value = value.strip()
+    if kind == "email":
+        return value.lower()
+    if kind == "phone":
+        digits = "".join(ch for ch in value if ch.isdigit())
+        return ("+" + digits) if value.startswith("+") else digits
+    return value
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The person a request is about: identifiers by kind.
+
+    ``Subject({"email": {"a@x.org"}, "customer_id": {"c-17"}})``. Values are
+    normalised on construction, so connectors can compare them directly.
+    """
+
+    identifiers: Mapping[str, frozenset[str]]
+
+    def __init__(self, identifiers: Mapping[str, Iterable[str]]) -> None:
+        clean = {
+            kind: frozenset(normalise_identifier(kind, v) for v in values if v and v.strip())
+            for kind, values in identifiers.items()
+        }
+        object.__setattr__(self, "identifiers", {k: v for k, v in clean.items() if v})
+
+    def values(self, kind: str) -> frozenset[str]:
+        """The subject's identifiers of one kind (empty when none)."""
+        return self.identifiers.get(kind, frozenset())
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self.identifiers)
+
+    def restricted_to(self, kinds: Iterable[str]) -> Subject:
+        """The same subject with only the kinds a connector accepts."""
+        wanted = set(kinds)
+        return Subject({k: v for k, v in self.identifiers.items() if k in wanted})
+
+    def __repr__(self) -> str:  # never the values
+        counts = ", ".join(f"{k}={len(v)}" for k, v in sorted(self.identifiers.items()))
+        return f"Subject({counts})"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item of the subject's data.
+
+    ``collection`` is where it lives (table, folder, channel), ``key`` is its
+    identity inside the collection (stable across calls), ``category`` is a
+    data category for the export (``profile``, ``message``, ``order``...),
+    ``fields`` the values, JSON-serialisable.
+    """
+
+    collection: str
+    key: str
+    category: str
+    fields: Mapping[str, Any]
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        return (self.collection, self.key)
+
+    def __repr__(self) -> str:  # never the field values
+        return (f"Record({self.collection!r}, {self.key!r}, {self.category!r}, "
+                f"{len(self.fields)} fields)")
+
+
+class Action(enum.StrEnum):
+    """What erasure does to one record."""
+
+    DELETE = "delete"
+    MASK = "mask"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One record's fate. ``detail`` says how it is masked (``MASK``) or which
+    legal hold keeps it and why (``KEEP``); it is shown to officers."""
+
+    collection: str
+    key: str
+    action: Action
+    detail: str = ""
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        return (self.collection, self.key)
+
+
+@dataclass
+class ErasurePlan:
+    """What ``erase`` will do, reviewable before it runs.
+
+    ``connector`` is the instance name; ``items`` one per record found.
+    ``extra`` is connector-private data ``erase`` may need (never shown).
+    """
+
+    connector: str
+    items: list[PlanItem] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def kept(self) -> set[tuple[str, str]]:
+        """References of the records a hold keeps."""
+        return {item.ref for item in self.items if item.action is Action.KEEP}
+
+    def summary(self) -> dict[str, int]:
+        """Counts by action, safe for the audit log."""
+        counts = {a.value: 0 for a in Action}
+        for item in self.items:
+            counts[item.action.value] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    """Counts of what ``erase`` did."""
+
+    deleted: int = 0
+    masked: int = 0
+    kept: int = 0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The answer of ``check()``: ``ok`` and a message for the operator."""
+
+    ok: bool
+    message: str = "ok"
+
+
+class Connector(ABC):
+    """Base class of every connector.
+
+    Subclasses set ``config_schema`` (a marshmallow schema class),
+    ``capabilities`` and ``identity_kinds`` (the identifier kinds ``find``
+    understands, e.g. ``{"email"}``), and implement the methods below.
+    ``self.name`` is the instance name from the connector file; ``self.config``
+    the loaded (validated) configuration.
+    """
+
+    config_schema: ClassVar[type[Schema]]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FIND})
+    identity_kinds: ClassVar[frozenset[str]] = frozenset({"email"})
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        self.name = name
+        self.config = dict(config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @classmethod
+    def load_config(cls, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``raw`` with ``config_schema``; raises marshmallow's
+        ``ValidationError`` naming the bad keys."""
+        return dict(cls.config_schema().load(dict(raw)))
+
+    @abstractmethod
+    def check(self) -> CheckResult:
+        """Is the store reachable and the configuration right? Never raises
+        for an unreachable store: returns ``CheckResult(False, why)``."""
+
+    @abstractmethod
+    def find(self, subject: Subject) -> Iterator[Record]:
+        """Yield the subject's records, streaming (do not build a list)."""
+
+    def plan_erasure(self, subject: Subject) -> ErasurePlan:
+        """Decide per record: delete, mask (how) or keep (which hold, why).
+        Changes nothing."""
+        raise PermanentError(f"connector {self.name!r} cannot erase")
+
+    def erase(self, plan: ErasurePlan) -> ErasureResult:
+        """Carry out ``plan``. Idempotent: a record already gone is not an error."""
+        raise PermanentError(f"connector {self.name!r} cannot erase")

@@ -1,0 +1,10 @@
+"""The database models, one module per aggregate."""
+
+from ..database import Base
+from .audit import AuditEvent, AuditHead
+from .export import ExportBundle
+from .request import Request, SubjectIdentifier
+from .task import Task
+
+__all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "Request", "SubjectIdentifier",
+           "Task"]

@@ -1,0 +1,67 @@
+"""A data-subject request and the identifiers of its subject.
+
+Identifiers are kept encrypted (``value_ct``) and found through a keyed hash
+(``digest``); free text from the requester (name, message) is encrypted in
+``details_ct``. Nothing here holds personal data in clear.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from .task import Task
+
+from ..database import Base, utcnow
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Request(Base):
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_request_id)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    verified_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    is_review_required: Mapped[bool] = mapped_column(default=True)
+    details_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+
+    identifiers: Mapped[list[SubjectIdentifier]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", order_by="SubjectIdentifier.id"
+    )
+    tasks: Mapped[list[Task]] = relationship(order_by="Task.id", viewonly=True)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.id} {self.kind} {self.status}>"
+
+
+class SubjectIdentifier(Base):
+    """One identifier of a request's subject: where it came from, encrypted."""
+
+    __tablename__ = "subject_identifiers"
+    __table_args__ = (UniqueConstraint("request_id", "kind", "digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    value_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(120), default="requester")
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    request: Mapped[Request] = relationship(back_populates="identifiers")
+
+    def __repr__(self) -> str:
+        return f"<SubjectIdentifier {self.kind} {self.digest[:12]} from {self.source}>"

@@ -1,0 +1,111 @@
+"""Connector types (entry points) and configured instances (the TOML file).
+
+Built-in and third-party connectors load the same way: through the
+``dsar.connectors`` entry-point group. The file named by ``DSAR_CONNECTORS``
+has one table per instance::
+
+    [connectors.crm]
+    type = "sql"
+    url = "sqlite:///crm.db"
+
+Everything is validated before any request runs; errors name the file and the
+key (:class:`dsar.config.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError
+
+from .config import ConfigError
+from .connector import Capability, Connector
+
+GROUP = "dsar.connectors"
+
+
+def available_types() -> dict[str, Any]:
+    """Entry-point name → entry point (not yet imported)."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def load_type(type_name: str, where: str,
+              extra_types: Mapping[str, type[Connector]] | None = None) -> type[Connector]:
+    """Import the connector class registered as ``type_name``."""
+    if extra_types and type_name in extra_types:
+        return extra_types[type_name]
+    found = available_types().get(type_name)
+    if found is None:
+        known = ", ".join(sorted(set(available_types()) | set(extra_types or {}))) or "none"
+        raise ConfigError(f"{where}: unknown connector type {type_name!r} (installed: {known})")
+    try:
+        cls = found.load()
+    except Exception as exc:  # an import error in a third-party package
+        raise ConfigError(f"{where}: connector type {type_name!r} failed to load: "
+                          f"{type(exc).__name__}: {exc}") from None
+    _check_class(cls, type_name, where)
+    return cls  # type: ignore[no-any-return]
+
+
+def _check_class(cls: Any, type_name: str, where: str) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        raise ConfigError(f"{where}: {type_name!r} is not a dsar.connector.Connector")
+    if not hasattr(cls, "config_schema"):
+        raise ConfigError(f"{where}: {cls.__name__} declares no config_schema")
+    if Capability.ERASE in cls.capabilities:
+        for method in ("plan_erasure", "erase"):
+            if getattr(cls, method) is getattr(Connector, method):
+                raise ConfigError(f"{where}: {cls.__name__} declares the erase capability "
+                                  f"but does not implement {method}()")
+
+
+def load_connectors(path: str | None,
+                    extra_types: Mapping[str, type[Connector]] | None = None
+                    ) -> dict[str, Connector]:
+    """Read, validate and instantiate every connector in the file at ``path``.
+
+    No path means no connectors. Raises :class:`ConfigError` naming the file
+    and key on any mistake.
+    """
+    if not path:
+        return {}
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: connector file not found (DSAR_CONNECTORS)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    tables = data.get("connectors", {})
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{file}: no [connectors.<name>] tables")
+    return {name: _instantiate(file, name, raw, extra_types) for name, raw in tables.items()}
+
+
+def _instantiate(file: Path, name: str, raw: Any,
+                 extra_types: Mapping[str, type[Connector]] | None) -> Connector:
+    where = f"{file}: connectors.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    options = dict(raw)
+    type_name = options.pop("type", None)
+    if not isinstance(type_name, str):
+        raise ConfigError(f"{where}.type: missing (the connector's entry-point name)")
+    cls = load_type(type_name, f"{where}.type", extra_types)
+    try:
+        config = cls.load_config(options)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_flatten(exc.messages)}") from None
+    return cls(name, config)
+
+
+def _flatten(messages: Any, prefix: str = "") -> str:
+    if isinstance(messages, dict):
+        return "; ".join(_flatten(v, f"{prefix}{k}.") for k, v in messages.items())
+    if isinstance(messages, list):
+        return f"{prefix.rstrip('.')}: " + " ".join(str(m) for m in messages)
+    return f"{prefix.rstrip('.')}: {messages}"

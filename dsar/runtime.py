@@ -1,0 +1,70 @@
+"""What the running application holds: settings, keys, database, connectors.
+
+One :class:`Runtime` per app, stored in ``app.extensions["dsar"]``. Workflow
+code and the executor take it explicitly, so worker threads need no Flask
+application context.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+from .connector import Connector
+from .crypto import Crypto
+from .database import make_engine
+from .registry import load_connectors
+
+
+class Runtime:
+    def __init__(self, settings: Mapping[str, Any],
+                 connector_types: Mapping[str, type[Connector]] | None = None) -> None:
+        self.settings = dict(settings)
+        self.crypto = Crypto(self.settings["SECRET_KEY"], self.settings.get("AUDIT_KEY"))
+        self.engine = make_engine(self.settings["DATABASE_URL"])
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._connector_types = dict(connector_types or {})
+        self._connectors: dict[str, Connector] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        """The configured connector instances, loaded and validated on first
+        use (so CLI commands that need none work with a broken file)."""
+        with self._lock:
+            if self._connectors is None:
+                self._connectors = load_connectors(self.settings.get("CONNECTORS"),
+                                                   self._connector_types)
+            return self._connectors
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on error."""
+        with self.sessionmaker() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def runtime() -> Runtime:
+    """The current app's runtime."""
+    return current_app.extensions["dsar"]  # type: ignore[no-any-return]
+
+
+def request_session() -> Session:
+    """The session of the current HTTP request (closed at teardown)."""
+    if "dsar_session" not in g:
+        g.dsar_session = runtime().sessionmaker()
+    return g.dsar_session  # type: ignore[no-any-return]
+
+
+def close_request_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("dsar_session", None)
+    if session is not None:
+        session.close()

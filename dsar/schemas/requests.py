@@ -1,0 +1,63 @@
+"""Schemas of requests: what may come in, and what an officer sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+IDENTIFIER_KINDS = ("email", "phone", "customer_id")
+
+
+class SubmitInput(Schema):
+    """A new request: kind, at least an email, optional name and message."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(("access", "erasure")))
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    phone = fields.String(load_default=None, validate=validate.Regexp(
+        r"^\+?[0-9 ()./-]{5,32}$", error="Enter a phone number of digits, spaces and +()-./"))
+    customer_id = fields.String(load_default=None, validate=validate.Length(min=1, max=120))
+    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    message = fields.String(load_default=None, validate=validate.Length(max=5000))
+
+    @validates_schema
+    def _no_blank_email(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data.get("email", "").strip():
+            raise ValidationError("Enter an email address.", "email")
+
+    @staticmethod
+    def identifiers(data: dict[str, Any]) -> dict[str, list[str]]:
+        """The identifier kinds present in loaded ``data``."""
+        return {kind: [data[kind]] for kind in IDENTIFIER_KINDS if data.get(kind)}
+
+
+class TaskView(Schema):
+    connector = fields.String()
+    step = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    records = fields.Integer(attribute="record_count")
+    last_error = fields.String(allow_none=True)
+    finished_at = fields.AwareDateTime(allow_none=True)
+
+
+class IdentifierView(Schema):
+    """Kinds and sources only: an officer's view shows no identifier values."""
+
+    kind = fields.String()
+    source = fields.String()
+    added_at = fields.AwareDateTime()
+
+
+class RequestOfficerView(Schema):
+    id = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    received_at = fields.AwareDateTime()
+    due_at = fields.AwareDateTime()
+    verified_at = fields.AwareDateTime(allow_none=True)
+    closed_at = fields.AwareDateTime(allow_none=True)
+    is_review_required = fields.Boolean()
+    status_reason = fields.String(allow_none=True)
+    identifiers = fields.List(fields.Nested(IdentifierView))
+    tasks = fields.List(fields.Nested(TaskView))

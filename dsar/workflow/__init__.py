@@ -1,0 +1,1 @@
+"""The request workflow: state machine, intake, fan-out, export, erasure."""

@@ -1,0 +1,110 @@
+"""Intake and officer decisions: submit, verify, approve, deny, cancel, retry.
+
+Each function changes one request inside the caller's transaction and records
+its audit event there (through :func:`states.transition`); the caller commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..database import utcnow
+from ..models import Request, Task
+from ..runtime import Runtime
+from . import engine
+from .deadlines import due_date
+from .states import IllegalTransition, Status, transition
+from .subjects import add_identifiers
+
+KINDS = ("access", "erasure")
+
+
+class UnknownRequest(LookupError):
+    """No request has this id."""
+
+
+def submit(session: Session, rt: Runtime, kind: str, identifiers: Mapping[str, Iterable[str]],
+           *, name: str | None = None, message: str | None = None,
+           actor: str = "requester") -> Request:
+    """Create a request in ``received`` with its subject's identifiers
+    encrypted, and record ``request.received``. Returns the flushed request."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown request kind {kind!r}")
+    now = utcnow()
+    request = Request(kind=kind, status=Status.RECEIVED.value, received_at=now,
+                      due_at=due_date(now),
+                      is_review_required=kind == "erasure" and rt.settings["ERASURE_REVIEW"])
+    if name or message:
+        details = json.dumps({"name": name, "message": message})
+        request.details_ct = rt.crypto.encrypt_text(details, "request:details")
+    session.add(request)
+    session.flush()
+    digests = add_identifiers(session, rt, request, identifiers, source="requester")
+    if not digests:
+        raise ValueError("a request needs at least one identifier")
+    audit.record(session, rt.crypto, "request.received", actor=actor, request_id=request.id,
+                 details={"kind": kind, "identifiers": digests,
+                          "due_at": request.due_at.isoformat()})
+    return request
+
+
+def get(session: Session, request_id: str, *, lock: bool = False) -> Request:
+    stmt = select(Request).where(Request.id == request_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    found = session.execute(stmt).scalar_one_or_none()
+    if found is None:
+        raise UnknownRequest(request_id)
+    return found
+
+
+def mark_verified(session: Session, rt: Runtime, request: Request, *, actor: str,
+                  method: str) -> None:
+    """The requester proved control of the identifiers (``method`` says how).
+    Erasure under review waits for an officer; everything else starts."""
+    transition(session, rt.crypto, request, Status.VERIFIED, actor=actor,
+               details={"method": method})
+    if request.is_review_required:
+        transition(session, rt.crypto, request, Status.AWAITING_REVIEW, actor="system")
+    else:
+        engine.start_processing(session, rt, request, actor="system")
+
+
+def approve(session: Session, rt: Runtime, request: Request, *, actor: str) -> None:
+    """An officer approves an erasure; processing starts."""
+    transition(session, rt.crypto, request, Status.APPROVED, actor=actor)
+    engine.start_processing(session, rt, request, actor="system")
+
+
+def deny(session: Session, rt: Runtime, request: Request, *, actor: str, reason: str) -> None:
+    """An officer denies an erasure, with the reason given to the requester."""
+    if not reason.strip():
+        raise ValueError("a denial needs a reason")
+    transition(session, rt.crypto, request, Status.DENIED, actor=actor, reason=reason.strip())
+
+
+def cancel(session: Session, rt: Runtime, request: Request, *, actor: str, reason: str) -> None:
+    """Stop a request that is not final; pending tasks are cancelled."""
+    transition(session, rt.crypto, request, Status.CANCELLED, actor=actor, reason=reason)
+    for task in session.scalars(select(Task).where(Task.request_id == request.id,
+                                                   Task.status.in_(("pending", "running")))):
+        task.status = "cancelled"
+        task.lease_owner = None
+
+
+def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int:
+    """Run the failed tasks of a partially failed request again; returns how many."""
+    if request.status != Status.PARTIALLY_FAILED.value:
+        raise IllegalTransition(request.status, Status.PROCESSING.value)
+    failed = list(session.scalars(select(Task).where(Task.request_id == request.id,
+                                                     Task.status == "failed")))
+    transition(session, rt.crypto, request, Status.PROCESSING, actor=actor,
+               details={"retried_tasks": len(failed)})
+    for task in failed:
+        engine.reset_task(task)
+    return len(failed)
