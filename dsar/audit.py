@@ -22,11 +22,12 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarResult, select
 from sqlalchemy.orm import Session
 
 from .crypto import Crypto, constant_time_equal
@@ -118,14 +119,25 @@ def verify(session: Session, crypto: Crypto) -> Verification:
     audit key). Streams: memory does not grow with the chain.
     """
     expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(
-        yield_per=500)).scalars()
-    for event in rows:
-        problem = _check_event(event, expected_seq, prev_hash, crypto)
-        if problem:
-            return Verification(False, checked, event.seq, problem)
-        expected_seq, prev_hash, checked = event.seq + 1, event.hash, checked + 1
+    with _stream(session) as rows:
+        for event in rows:
+            problem = _check_event(event, expected_seq, prev_hash, crypto)
+            if problem:
+                bad = min(event.seq, expected_seq)  # a gap names the missing event
+                return Verification(False, checked, bad, problem)
+            expected_seq, prev_hash, checked = event.seq + 1, event.hash, checked + 1
     return _check_head(session, crypto, checked, prev_hash)
+
+
+@contextmanager
+def _stream(session: Session) -> Iterator[ScalarResult[AuditEvent]]:
+    """Every event in order, fetched in batches; the cursor is closed on exit."""
+    result = session.execute(select(AuditEvent).order_by(AuditEvent.seq)
+                             .execution_options(yield_per=500)).scalars()
+    try:
+        yield result
+    finally:
+        result.close()
 
 
 def _check_event(event: AuditEvent, expected_seq: int, prev_hash: str,
@@ -167,10 +179,12 @@ EXPORT_FIELDS = ("seq", "occurred_at", "actor", "action", "request_id", "details
 
 def iter_events(session: Session) -> Iterator[dict[str, Any]]:
     """Every event as a plain dict, in order, streaming."""
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(
-        yield_per=500)).scalars()
-    for event in rows:
-        yield {"seq": event.seq, "occurred_at": _iso(event.occurred_at), "actor": event.actor,
+    with _stream(session) as rows:
+        yield from (_as_dict(event) for event in rows)
+
+
+def _as_dict(event: AuditEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "occurred_at": _iso(event.occurred_at), "actor": event.actor,
                "action": event.action, "request_id": event.request_id,
                "details": json.loads(event.details), "prev_hash": event.prev_hash,
                "hash": event.hash, "mac": event.mac}

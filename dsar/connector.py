@@ -123,6 +123,9 @@ class Subject:
         wanted = set(kinds)
         return Subject({k: v for k, v in self.identifiers.items() if k in wanted})
 
+    def __hash__(self) -> int:
+        return hash(frozenset(self.identifiers.items()))
+
     def __repr__(self) -> str:  # never the values
         counts = ", ".join(f"{k}={len(v)}" for k, v in sorted(self.identifiers.items()))
         return f"Subject({counts})"
@@ -146,6 +149,9 @@ class Record:
     @property
     def ref(self) -> tuple[str, str]:
         return (self.collection, self.key)
+
+    def __hash__(self) -> int:
+        return hash(self.ref)
 
     def __repr__(self) -> str:  # never the field values
         return (f"Record({self.collection!r}, {self.key!r}, {self.category!r}, "
@@ -228,7 +234,8 @@ class Connector(ABC):
 
     config_schema: ClassVar[type[Schema]]
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FIND})
-    identity_kinds: ClassVar[frozenset[str]] = frozenset({"email"})
+    #: may be narrowed per instance from its configuration
+    identity_kinds: frozenset[str] = frozenset({"email"})
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
@@ -260,3 +267,6 @@ class Connector(ABC):
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Carry out ``plan``. Idempotent: a record already gone is not an error."""
         raise PermanentError(f"connector {self.name!r} cannot erase")
+
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release connections or files (the app is shutting down). Optional."""

@@ -17,6 +17,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from .database import utcnow
 from .models import Request, Task
@@ -25,6 +26,13 @@ from .workflow import tasks
 from .workflow.states import Status
 
 log = logging.getLogger(__name__)
+
+
+def _note_runnable_tasks(session: Session, _context: object) -> None:
+    """Mark a session whose flush made a task runnable, so its commit wakes workers."""
+    if any(isinstance(obj, Task) and obj.status == "pending"
+           for obj in (*session.new, *session.dirty)):
+        session.info["dsar_wake"] = True
 
 
 class InProcessExecutor:
@@ -40,10 +48,14 @@ class InProcessExecutor:
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._busy_lock = threading.Lock()
+        if not event.contains(rt.sessionmaker, "after_flush", _note_runnable_tasks):
+            event.listen(rt.sessionmaker, "after_flush", _note_runnable_tasks)
         event.listen(rt.sessionmaker, "after_commit", self._on_commit)
 
-    def _on_commit(self, _session: object) -> None:
-        self._wake.set()
+    def _on_commit(self, session: Session) -> None:
+        """Wake the workers when a commit made a task runnable."""
+        if session.info.pop("dsar_wake", False):
+            self._wake.set()
 
     def start(self) -> InProcessExecutor:
         for index in range(self.workers):
@@ -103,7 +115,8 @@ class InProcessExecutor:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            self._wake.set()
+            if wait == 0.0:
+                self._wake.set()
             time.sleep(min(max(wait or 0.0, 0.05), 0.5))
 
     def _idle(self) -> bool:

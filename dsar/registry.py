@@ -48,7 +48,7 @@ def load_type(type_name: str, where: str,
         raise ConfigError(f"{where}: connector type {type_name!r} failed to load: "
                           f"{type(exc).__name__}: {exc}") from None
     _check_class(cls, type_name, where)
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def _check_class(cls: Any, type_name: str, where: str) -> None:

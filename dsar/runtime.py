@@ -49,19 +49,22 @@ class Runtime:
             yield session
 
     def close(self) -> None:
+        """Release the connectors' and the database's connections."""
+        for connector in (self._connectors or {}).values():
+            connector.close()
         self.engine.dispose()
 
 
 def runtime() -> Runtime:
     """The current app's runtime."""
-    return current_app.extensions["dsar"]  # type: ignore[no-any-return]
+    return current_app.extensions["dsar"]
 
 
 def request_session() -> Session:
     """The session of the current HTTP request (closed at teardown)."""
     if "dsar_session" not in g:
         g.dsar_session = runtime().sessionmaker()
-    return g.dsar_session  # type: ignore[no-any-return]
+    return g.dsar_session
 
 
 def close_request_session(_exc: BaseException | None = None) -> None:

@@ -1,0 +1,67 @@
+# dsar developer tasks. `make test` on a fresh Debian 12 (python3 only) creates .venv,
+# installs the project with [test], makes sure PostgreSQL is available, lints,
+# type-checks and runs pytest against a real PostgreSQL.
+#
+#   make test PYTEST_ARGS='tests/test_infra_postgres.py -x'   # pass arguments to pytest
+#   DSAR_TEST_PG=start make test    # force a throwaway PostgreSQL (see tests/support/postgres.py)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Quieter pip: no version nag, no progress bars.
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_PROGRESS_BAR := off
+
+.DEFAULT_GOAL := test
+.PHONY: venv test-deps lint types pytest test run bench clean
+
+venv: $(STAMP)
+
+# Re-install only when the packaging metadata changes.
+$(STAMP): setup.cfg pyproject.toml
+	@echo "==> venv: $(VENV) with dsar-toolkit[test]"
+	@if [ ! -x $(BIN)/python ]; then \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { \
+	    echo "   '$(PYTHON) -m venv' failed: Debian's python3-venv is probably missing"; \
+	    rm -rf $(VENV); \
+	    PYTHON=$(PYTHON) scripts/ensure-test-deps.sh python-venv && $(PYTHON) -m venv $(VENV); \
+	  }; \
+	fi
+	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+test-deps:
+	@echo "==> test-deps"
+	@scripts/ensure-test-deps.sh
+
+lint: $(STAMP)
+	@echo "==> lint: ruff check ."
+	@$(BIN)/ruff check --output-format=concise .
+
+types: $(STAMP)
+	@echo "==> types: mypy (mypy.ini, package dsar)"
+	@$(BIN)/mypy --config-file mypy.ini
+
+pytest: $(STAMP)
+	@echo "==> pytest $(PYTEST_ARGS)"
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: venv test-deps
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory types
+	@$(MAKE) --no-print-directory pytest
+
+run: $(STAMP)
+	$(BIN)/dsar demo
+	$(BIN)/dsar run
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

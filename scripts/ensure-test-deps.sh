@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Make sure the machine has what `make test` needs besides Python packages.
+# Idempotent, and quick when everything is there (no apt-get call then).
+#
+#   scripts/ensure-test-deps.sh              PostgreSQL: a server answering at
+#                                            $DSAR_TEST_PG (host:port) or 127.0.0.1:5432,
+#                                            or server binaries for the tests to start a
+#                                            throwaway one (Debian package `postgresql`).
+#   scripts/ensure-test-deps.sh python-venv  Debian's python3-venv (for `python3 -m venv`).
+#
+# Installs with apt-get as root or through `sudo -n`; otherwise prints what to
+# install and exits 1. Starts no service: tests/support/postgres.py does that.
+set -euo pipefail
+
+APT_UPDATED=0
+
+say() { printf '   %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        return 127
+    fi
+}
+
+can_install() {
+    [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }
+}
+
+apt_install() {
+    # apt_install PKG...: install Debian packages, or explain and exit 1.
+    if ! command -v apt-get >/dev/null 2>&1 || ! can_install; then
+        echo "ensure-test-deps: missing: $*" >&2
+        echo "ensure-test-deps: not root and no passwordless sudo: run as root:" >&2
+        echo "    apt-get update && apt-get install -y $*" >&2
+        exit 1
+    fi
+    say "installing Debian packages: $*"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+answers() {
+    # answers HOST:PORT: true if something accepts TCP connections there within 2 s.
+    local host="${1%:*}" port="${1##*:}"
+    timeout 2 bash -c "exec 3<>/dev/tcp/${host}/${port}" 2>/dev/null
+}
+
+have_pg_binaries() {
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+        || { command -v initdb && command -v pg_ctl && command -v postgres; } >/dev/null 2>&1
+}
+
+ensure_postgresql() {
+    local target="${DSAR_TEST_PG:-}"
+    if [ "$target" != "start" ]; then
+        local where="${target:-127.0.0.1:5432}"
+        if answers "$where"; then
+            say "postgresql: a server answers at $where"
+            return
+        fi
+    fi
+    if have_pg_binaries; then
+        say "postgresql: server binaries present (the tests start a throwaway server)"
+        return
+    fi
+    apt_install postgresql
+    have_pg_binaries || { echo "ensure-test-deps: postgresql installed but no initdb found" >&2; exit 1; }
+    say "postgresql: installed"
+}
+
+ensure_python_venv() {
+    # Called by the Makefile when `python3 -m venv` failed (Debian ships venv apart).
+    local py="${PYTHON:-python3}" ver
+    ver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    apt_install "python${ver}-venv" python3-venv
+    say "python${ver}: venv support installed"
+}
+
+case "${1:-postgresql}" in
+    postgresql) ensure_postgresql ;;
+    python-venv) ensure_python_venv ;;
+    *) echo "usage: $0 [postgresql|python-venv]" >&2; exit 2 ;;
+esac

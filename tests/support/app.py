@@ -1,0 +1,93 @@
+"""Application fixtures: an app on a migrated database, its runtime, a CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from flask import Flask
+from flask.cli import ScriptInfo
+
+from dsar import create_app, migrate
+from dsar.cli import main
+from dsar.runtime import Runtime
+from tests.support.engine_connectors import TYPES, Script, ScriptedConnector
+
+__all__ = ["app", "cli", "make_app", "rt", "scripts", "write_connectors"]
+
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def write_connectors(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
+    """Write a connector TOML file from ``{instance: {key: value}}``."""
+    import json
+
+    lines = []
+    for name, options in tables.items():
+        lines.append(f"[connectors.{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps on this test's database (migrated); closed at the end."""
+    made: list[Flask] = []
+
+    def factory(connectors: dict[str, dict[str, Any]] | None = None, **config: Any) -> Flask:
+        settings: dict[str, Any] = {
+            "DATABASE_URL": database_url, "SECRET_KEY": SECRET,
+            "EXPORT_DIR": str(tmp_path / "exports"), "TASK_RETRY_SECONDS": 0.05,
+            "TASK_LEASE_SECONDS": 30.0, "CONNECTORS": None,
+        }
+        if connectors is not None:
+            settings["CONNECTORS"] = str(write_connectors(tmp_path / "connectors.toml",
+                                                          connectors))
+        settings.update(config)
+        app = create_app(settings, connector_types=TYPES)
+        app.instance_path = str(tmp_path / "instance")
+        if not made:
+            migrate.upgrade(app.extensions["dsar"].engine)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        app.extensions["dsar"].close()
+
+
+@pytest.fixture
+def scripts() -> Iterator[dict[str, Script]]:
+    """Named scripts for ScriptedConnector instances (``script = "<name>"``)."""
+    ScriptedConnector.SCRIPTS.clear()
+    yield ScriptedConnector.SCRIPTS
+    for script in ScriptedConnector.SCRIPTS.values():
+        if script.gate is not None:
+            script.gate.set()
+    ScriptedConnector.SCRIPTS.clear()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def rt(app: Flask) -> Runtime:
+    return app.extensions["dsar"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def cli(app: Flask) -> Callable[..., Result]:
+    """Invoke ``dsar ...`` against ``app``; returns click's Result."""
+
+    def invoke(*args: str, app_: Flask | None = None) -> Result:
+        info = ScriptInfo(create_app=lambda: app_ or app)
+        return CliRunner().invoke(main, list(args), obj=info, catch_exceptions=False)
+
+    return invoke

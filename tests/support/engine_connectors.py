@@ -1,0 +1,114 @@
+"""Connectors that let engine tests steer timing and failures.
+
+They test the engine's side of the seam (leases, retries, verification),
+not a store: the real stores are covered by the built-in connectors' tests.
+The store is a dict shared per test, kept in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from marshmallow import Schema, fields
+
+from dsar.connector import (
+    Action,
+    Capability,
+    CheckResult,
+    Connector,
+    ErasurePlan,
+    ErasureResult,
+    PermanentError,
+    PlanItem,
+    Record,
+    RetryableError,
+    Subject,
+)
+
+
+class ScriptedSchema(Schema):
+    script = fields.String(required=True)
+
+
+class Script:
+    """What a scripted connector instance does; tests configure it by name."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[Record]] = {}  # email -> records
+        self.gate: threading.Event | None = None
+        self.started = threading.Event()
+        self.fail_times = 0
+        self.fail_with: type[Exception] = RetryableError
+        self.leave_behind = 0
+        self.holds: set[str] = set()
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def seed(self, email: str, count: int, collection: str = "items") -> None:
+        self.records[email] = [Record(collection, f"{email}-{i}", "item", {"n": i, "owner": email})
+                               for i in range(count)]
+
+
+class ScriptedConnector(Connector):
+    """Finds and erases from ``SCRIPTS[config.script]``."""
+
+    SCRIPTS: ClassVar[dict[str, Script]] = {}
+    config_schema = ScriptedSchema
+    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    identity_kinds = frozenset({"email"})
+
+    @property
+    def script(self) -> Script:
+        return self.SCRIPTS[self.config["script"]]
+
+    def check(self) -> CheckResult:
+        return CheckResult(True)
+
+    def _step(self, name: str) -> None:
+        script = self.script
+        with script.lock:
+            script.calls.append(name)
+            failing = script.fail_times > 0
+            if failing:
+                script.fail_times -= 1
+        script.started.set()
+        if script.gate is not None:
+            script.gate.wait(30)
+        if failing:
+            raise script.fail_with("store unavailable (scripted)")
+
+    def find(self, subject: Subject) -> Iterator[Record]:
+        self._step("find")
+        for email in sorted(subject.values("email")):
+            yield from self.script.records.get(email, [])
+
+    def plan_erasure(self, subject: Subject) -> ErasurePlan:
+        plan = ErasurePlan(self.name)
+        for record in self.find(subject):
+            held = record.key in self.script.holds
+            plan.items.append(PlanItem(record.collection, record.key,
+                                       Action.KEEP if held else Action.DELETE,
+                                       "tax-law: invoices kept 10 years" if held else ""))
+        return plan
+
+    def erase(self, plan: ErasurePlan) -> ErasureResult:
+        self.script.calls.append("erase")
+        doomed = {i.key for i in plan.items if i.action is Action.DELETE}
+        spared = set(sorted(doomed)[: self.script.leave_behind])
+        for email, records in self.script.records.items():
+            self.script.records[email] = [r for r in records
+                                          if r.key not in doomed or r.key in spared]
+        return ErasureResult(deleted=len(doomed - spared), kept=len(plan.kept()))
+
+
+class BrokenConnector(ScriptedConnector):
+    """Raises a permanent error on every find."""
+
+    def find(self, subject: Subject) -> Iterator[Record]:
+        raise PermanentError("credentials refused by the store (scripted)")
+        yield  # pragma: no cover
+
+
+TYPES: dict[str, Any] = {"scripted": ScriptedConnector, "broken": BrokenConnector}

@@ -1,0 +1,269 @@
+"""The engine: fan-out, leases, retries, verified erasure, completion."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from dsar.database import utcnow
+from dsar.executor import InProcessExecutor
+from dsar.models import AuditEvent, Task
+from dsar.runtime import Runtime
+from dsar.workflow import requests as flow
+from tests.support.engine_connectors import Script
+
+ALICE, BOB = "alice@example.org", "bob@example.org"
+
+
+def two_stores(scripts: dict[str, Script]) -> dict[str, dict[str, Any]]:
+    for name in ("crm", "mail"):
+        scripts[name] = Script()
+        scripts[name].seed(ALICE, 3)
+        scripts[name].seed(BOB, 2)
+    return {"crm": {"type": "scripted", "script": "crm"},
+            "mail": {"type": "scripted", "script": "mail"}}
+
+
+def submit(rt: Runtime, kind: str = "access", email: str = ALICE) -> str:
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, kind, {"email": [email]})
+        flow.mark_verified(session, rt, request, actor="test", method="test")
+        return request.id
+
+
+def status(rt: Runtime, request_id: str) -> str:
+    with rt.transaction() as session:
+        return flow.get(session, request_id).status
+
+
+def tasks_of(rt: Runtime, request_id: str) -> list[Task]:
+    with rt.transaction() as session:
+        return list(session.scalars(select(Task).where(Task.request_id == request_id)
+                                    .order_by(Task.connector)))
+
+
+def actions(rt: Runtime, request_id: str) -> list[str]:
+    with rt.transaction() as session:
+        return list(session.scalars(select(AuditEvent.action).where(
+            AuditEvent.request_id == request_id).order_by(AuditEvent.seq)))
+
+
+def process(rt: Runtime, workers: int = 2, timeout: float = 30) -> None:
+    with InProcessExecutor(rt, workers, poll_seconds=0.05) as executor:
+        assert executor.wait_until_idle(timeout)
+
+
+def test_access_fans_out_and_completes(make_app: Callable[..., Flask],
+                                       scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    assert [t.connector for t in tasks_of(rt, request_id)] == ["crm", "mail"]
+    process(rt)
+    assert status(rt, request_id) == "completed"
+    assert [t.record_count for t in tasks_of(rt, request_id)] == [3, 3]
+    assert actions(rt, request_id) == [
+        "request.received", "request.verified", "request.processing",
+        "task.succeeded", "task.succeeded", "request.completed"]
+
+
+def test_submit_returns_before_any_connector_runs(make_app: Callable[..., Flask],
+                                                  scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    gate = threading.Event()
+    scripts["crm"].gate = gate
+    with InProcessExecutor(rt, 2, poll_seconds=0.05) as executor:
+        request_id = submit(rt)  # returns although crm is held
+        assert status(rt, request_id) == "processing"
+        assert scripts["crm"].started.wait(10), "the executor never picked the task up"
+        assert status(rt, request_id) == "processing"
+        gate.set()
+        assert executor.wait_until_idle(30)
+    assert status(rt, request_id) == "completed"
+
+
+def test_expired_lease_is_taken_up_after_a_restart(make_app: Callable[..., Flask],
+                                                   scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    with rt.transaction() as session:  # a worker died holding both tasks
+        session.execute(update(Task).where(Task.request_id == request_id).values(
+            status="running", lease_owner="dead:worker", attempts=1,
+            lease_expires_at=utcnow() - timedelta(seconds=1)))
+    process(rt)
+    assert status(rt, request_id) == "completed"
+    assert [t.attempts for t in tasks_of(rt, request_id)] == [2, 2]
+
+
+def test_live_lease_is_never_run_twice(make_app: Callable[..., Flask],
+                                       scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    with rt.transaction() as session:
+        session.execute(update(Task).where(Task.request_id == request_id,
+                                           Task.connector == "crm").values(
+            status="running", lease_owner="other:worker",
+            lease_expires_at=utcnow() + timedelta(minutes=5)))
+    process(rt)
+    assert scripts["crm"].calls == []  # held by another live worker
+    assert scripts["mail"].calls == ["find"]
+    assert status(rt, request_id) == "processing"
+
+
+def test_concurrent_executors_run_each_task_once(make_app: Callable[..., Flask],
+                                                 scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    ids = [submit(rt) for _ in range(12)]
+    first = InProcessExecutor(rt, 2, poll_seconds=0.02).start()
+    second = InProcessExecutor(rt, 2, poll_seconds=0.02).start()
+    try:
+        assert first.wait_until_idle(60) and second.wait_until_idle(60)
+    finally:
+        first.stop()
+        second.stop()
+    assert {status(rt, i) for i in ids} == {"completed"}
+    assert len(scripts["crm"].calls) == 12 and len(scripts["mail"].calls) == 12
+    assert {t.attempts for i in ids for t in tasks_of(rt, i)} == {1}
+
+
+def test_retryable_errors_retry_then_succeed(make_app: Callable[..., Flask],
+                                             scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    scripts["crm"].fail_times = 2
+    request_id = submit(rt)
+    process(rt)
+    assert status(rt, request_id) == "completed"
+    crm = tasks_of(rt, request_id)[0]
+    assert crm.attempts == 3
+    assert actions(rt, request_id).count("task.retry_scheduled") == 2
+
+
+def test_retries_back_off_exponentially(make_app: Callable[..., Flask],
+                                        scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts), TASK_RETRY_SECONDS=10.0).extensions["dsar"]
+    scripts["crm"].fail_times = 1
+    request_id = submit(rt)
+    with InProcessExecutor(rt, 1, poll_seconds=0.05) as executor:
+        assert executor.wait_until_idle(0.5) is False  # the retry is 10 s away
+    crm = tasks_of(rt, request_id)[0]
+    assert crm.status == "pending" and crm.attempts == 1
+    delay = (crm.not_before - utcnow()).total_seconds()
+    assert 8 < delay <= 10
+
+
+def test_retryable_errors_give_up_after_max_attempts(make_app: Callable[..., Flask],
+                                                     scripts: dict[str, Script],
+                                                     cli: Callable[..., Any]) -> None:
+    app = make_app(two_stores(scripts), TASK_MAX_ATTEMPTS=3)
+    rt = app.extensions["dsar"]
+    scripts["crm"].fail_times = 3
+    request_id = submit(rt)
+    process(rt)
+    assert status(rt, request_id) == "partially_failed"
+    crm = tasks_of(rt, request_id)[0]
+    assert (crm.status, crm.attempts) == ("failed", 3)
+    assert "store unavailable" in (crm.last_error or "")
+    # an officer retries: the store is back
+    result = cli("requests", "retry", request_id, app_=app)
+    assert result.exit_code == 0, result.output
+    process(rt)
+    assert status(rt, request_id) == "completed"
+
+
+def test_permanent_error_fails_at_once(make_app: Callable[..., Flask],
+                                       scripts: dict[str, Script]) -> None:
+    scripts["x"] = Script()
+    rt = make_app({"broken": {"type": "broken", "script": "x"}}).extensions["dsar"]
+    request_id = submit(rt)
+    process(rt)
+    task = tasks_of(rt, request_id)[0]
+    assert (task.status, task.attempts) == ("failed", 1)
+    assert "credentials refused" in (task.last_error or "")
+    assert status(rt, request_id) == "partially_failed"
+
+
+def test_erasure_waits_for_review_then_erases_and_verifies(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt, "erasure")
+    assert status(rt, request_id) == "awaiting_review"
+    assert tasks_of(rt, request_id) == []
+    with rt.transaction() as session:
+        flow.approve(session, rt, flow.get(session, request_id), actor="officer:test")
+    process(rt)
+    assert status(rt, request_id) == "completed"
+    assert scripts["crm"].records[ALICE] == [] and len(scripts["crm"].records[BOB]) == 2
+
+
+def test_erasure_that_leaves_a_record_fails_verification(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts), ERASURE_REVIEW=False).extensions["dsar"]
+    scripts["mail"].leave_behind = 1
+    request_id = submit(rt, "erasure")
+    process(rt)
+    assert status(rt, request_id) == "partially_failed"
+    crm, mail = tasks_of(rt, request_id)
+    assert crm.status == "succeeded"
+    assert mail.status == "failed" and mail.attempts == 1
+    assert "erasure not verified: 1 records remain" in (mail.last_error or "")
+
+
+def test_erasure_keeps_what_a_hold_declares(make_app: Callable[..., Flask],
+                                           scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts), ERASURE_REVIEW=False).extensions["dsar"]
+    scripts["crm"].holds = {f"{ALICE}-0"}
+    request_id = submit(rt, "erasure")
+    process(rt)
+    assert status(rt, request_id) == "completed"
+    assert [r.key for r in scripts["crm"].records[ALICE]] == [f"{ALICE}-0"]
+    crm = tasks_of(rt, request_id)[0]
+    assert '"keep": 1' in (crm.result or "") and "tax-law" in (crm.result or "")
+
+
+def test_cancel_stops_pending_tasks(make_app: Callable[..., Flask],
+                                    scripts: dict[str, Script]) -> None:
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    with rt.transaction() as session:
+        flow.cancel(session, rt, flow.get(session, request_id), actor="test", reason="withdrawn")
+    process(rt)
+    assert scripts["crm"].calls == [] and status(rt, request_id) == "cancelled"
+    assert {t.status for t in tasks_of(rt, request_id)} == {"cancelled"}
+
+
+def test_lost_lease_discards_the_result(make_app: Callable[..., Flask],
+                                        scripts: dict[str, Script]) -> None:
+    from dsar.workflow import tasks
+
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    task_id = tasks.claim(rt, "slow:worker")
+    assert task_id is not None
+    with rt.transaction() as session:  # the slow worker's lease ran out; another took it
+        session.execute(update(Task).where(Task.id == task_id).values(lease_owner="fast:worker"))
+    tasks.run(rt, task_id, "slow:worker")
+    with rt.transaction() as session:
+        task = session.get(Task, task_id)
+        assert task is not None and task.status == "running"
+        assert task.lease_owner == "fast:worker"
+    assert status(rt, request_id) == "processing"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_process_command_runs_everything_and_exits(make_app: Callable[..., Flask],
+                                                  scripts: dict[str, Script],
+                                                  cli: Callable[..., Any]) -> None:
+    app = make_app(two_stores(scripts))
+    rt = app.extensions["dsar"]
+    ids = [submit(rt) for _ in range(3)]
+    started = time.monotonic()
+    result = cli("requests", "process", "--timeout", "30", app_=app)
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 30
+    assert {status(rt, i) for i in ids} == {"completed"}
