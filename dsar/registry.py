@@ -37,16 +37,18 @@ def load_type(type_name: str, where: str,
               extra_types: Mapping[str, type[Connector]] | None = None) -> type[Connector]:
     """Import the connector class registered as ``type_name``."""
     if extra_types and type_name in extra_types:
-        return extra_types[type_name]
-    found = available_types().get(type_name)
-    if found is None:
-        known = ", ".join(sorted(set(available_types()) | set(extra_types or {}))) or "none"
-        raise ConfigError(f"{where}: unknown connector type {type_name!r} (installed: {known})")
-    try:
-        cls = found.load()
-    except Exception as exc:  # an import error in a third-party package
-        raise ConfigError(f"{where}: connector type {type_name!r} failed to load: "
-                          f"{type(exc).__name__}: {exc}") from None
+        cls: Any = extra_types[type_name]
+    else:
+        found = available_types().get(type_name)
+        if found is None:
+            known = ", ".join(sorted(set(available_types()) | set(extra_types or {}))) or "none"
+            raise ConfigError(f"{where}: unknown connector type {type_name!r} "
+                              f"(installed: {known})")
+        try:
+            cls = found.load()
+        except Exception as exc:  # an import error in a third-party package
+            raise ConfigError(f"{where}: connector type {type_name!r} failed to load: "
+                              f"{type(exc).__name__}: {exc}") from None
     _check_class(cls, type_name, where)
     return cls
 

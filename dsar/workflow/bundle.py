@@ -72,7 +72,8 @@ class PartWriter:
         if handle is None:
             if len(self._open) >= _MAX_OPEN_FILES:
                 self._open.popitem(last=False)[1].close()
-            handle = (self.tmp / (safe_name(collection) + ".jsonl")).open("a", encoding="utf-8")
+            name = os.path.join(self.tmp, safe_name(collection) + ".jsonl")
+            handle = open(name, "a", encoding="utf-8")  # closed in _close
         self._open[collection] = handle
         return handle
 
