@@ -81,6 +81,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TASK_RETRY_SECONDS", 5.0, "First retry delay; doubles each attempt, capped "
             "at one hour.", _positive_float),
     Setting("LOG_LEVEL", "INFO", "Logging level of the dsar loggers."),
+    Setting("BASE_URL", "http://127.0.0.1:5000", "Public address of the portal, for links "
+            "in mails."),
+    Setting("CODE_TTL_SECONDS", 900.0, "How long a verification code is valid.",
+            _positive_float),
+    Setting("CODE_MAX_ATTEMPTS", 5, "Wrong codes allowed before a new code is needed.",
+            _positive_int),
+    Setting("CODE_RESEND_SECONDS", 60.0, "Cooldown between two codes for one request.",
+            _positive_float),
+    Setting("UNVERIFIED_EXPIRY_DAYS", 7, "A request never verified expires after this many "
+            "days.", _positive_int),
+    Setting("EXPORT_LINK_DAYS", 7, "Days a download link stays valid.", _positive_int),
+    Setting("EXPORT_MAX_DOWNLOADS", 3, "Downloads allowed per export.", _positive_int),
+    Setting("RATELIMIT_STORAGE_URI", "memory://", "Where rate-limit counters live: memory:// "
+            "(one process) or redis://host:6379/0 (shared by every process)."),
+    Setting("RATE_LIMIT_SUBMIT", "10 per hour", "Submissions per IP address, and separately "
+            "per email address."),
+    Setting("RATE_LIMIT_VERIFY", "20 per hour", "Code entries per IP address and per "
+            "request."),
+    Setting("RATE_LIMIT_RESEND", "5 per hour", "Code resends per IP address and per request."),
+    Setting("TEXTS", None, "A TOML file overriding the texts requesters read (wording, "
+            "language); keys as in dsar/texts.py."),
 )
 
 _DEV_SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret

@@ -27,6 +27,8 @@ from .workflow.states import Status
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_SECONDS = 60.0
+
 
 def _note_runnable_tasks(session: Session, _context: object) -> None:
     """Mark a session whose flush made a task runnable, so its commit wakes workers."""
@@ -58,10 +60,10 @@ class InProcessExecutor:
             self._wake.set()
 
     def start(self) -> InProcessExecutor:
-        for index in range(self.workers):
-            thread = threading.Thread(target=self._loop, name=f"dsar-worker-{index}", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, name=f"dsar-worker-{index}",
+                                          daemon=True) for index in range(self.workers)]
+        for thread in self._threads:
             thread.start()
-            self._threads.append(thread)
         log.info("executor %s started with %d workers", self.id, self.workers)
         return self
 
@@ -82,10 +84,27 @@ class InProcessExecutor:
 
     def _loop(self) -> None:
         owner = f"{self.id}:{threading.current_thread().name}"
+        housekeeper = threading.current_thread() is self._threads[0]
+        next_sweep = 0.0
         while not self._stop.is_set():
+            if housekeeper and time.monotonic() >= next_sweep:
+                self.housekeeping()
+                next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
             if not self.run_one(owner):
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+
+    def housekeeping(self) -> None:
+        """Periodic chores: expire requests never verified in time."""
+        from .workflow.requests import expire_unverified
+
+        try:
+            with self.rt.transaction() as session:
+                expired = expire_unverified(session, self.rt)
+            if expired:
+                log.info("expired %d unverified requests", expired)
+        except Exception:  # never kill the worker over a chore
+            log.exception("housekeeping failed")
 
     def run_one(self, owner: str) -> bool:
         """Claim and run one task; ``False`` when none was runnable."""

@@ -5,6 +5,7 @@ from .audit import AuditEvent, AuditHead
 from .export import ExportBundle
 from .request import Request, SubjectIdentifier
 from .task import Task
+from .verification import Verification
 
 __all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "Request", "SubjectIdentifier",
-           "Task"]
+           "Task", "Verification"]

@@ -37,6 +37,8 @@ class Request(Base):
     is_review_required: Mapped[bool] = mapped_column(default=True)
     details_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     status_reason: Mapped[str | None] = mapped_column(Text)
+    #: keyed hash of the requester's status link token (the token is shown once)
+    status_token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     identifiers: Mapped[list[SubjectIdentifier]] = relationship(
         back_populates="request", cascade="all, delete-orphan", order_by="SubjectIdentifier.id"

@@ -8,6 +8,7 @@ work of each task runs in :mod:`dsar.workflow.tasks`, outside any transaction.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -90,10 +91,10 @@ def _make_bundle(session: Session, rt: Runtime, request: Request,
         export_dir, request, [t.connector for t in tasks], identifier_sources(rt, request))
     made = session.get(ExportBundle, request.id)
     if made is None:
-        made = ExportBundle(request_id=request.id, filename=path.name, size=size, sha256=sha256)
+        made = ExportBundle(request_id=request.id, download_count=0)
         session.add(made)
-    else:
-        made.filename, made.size, made.sha256, made.created_at = path.name, size, sha256, utcnow()
+    made.filename, made.size, made.sha256, made.created_at = path.name, size, sha256, utcnow()
+    made.expires_at = utcnow() + timedelta(days=int(rt.settings["EXPORT_LINK_DAYS"]))
     session.flush()
     log.info("export bundle ready for request %s (%d bytes)", request.id, size)
     return made

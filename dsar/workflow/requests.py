@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -108,3 +109,16 @@ def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int
     for task in failed:
         engine.reset_task(task)
     return len(failed)
+
+
+def expire_unverified(session: Session, rt: Runtime) -> int:
+    """Requests never verified within ``UNVERIFIED_EXPIRY_DAYS`` become
+    ``expired`` (their one final state). Returns how many."""
+    cutoff = utcnow() - timedelta(days=int(rt.settings["UNVERIFIED_EXPIRY_DAYS"]))
+    stale = session.scalars(select(Request).where(
+        Request.status.in_((Status.RECEIVED.value, Status.VERIFYING.value)),
+        Request.received_at < cutoff).with_for_update(skip_locked=True)).all()
+    for request in stale:
+        transition(session, rt.crypto, request, Status.EXPIRED, actor="system",
+                   details={"after_days": int(rt.settings["UNVERIFIED_EXPIRY_DAYS"])})
+    return len(stale)

@@ -1,0 +1,146 @@
+"""Proving control of the email address: a 6-digit code by mail.
+
+Codes are stored only as a keyed hash bound to the request, valid for
+``CODE_TTL_SECONDS``, with ``CODE_MAX_ATTEMPTS`` wrong entries before a new
+code is needed and ``CODE_RESEND_SECONDS`` between two codes. Nothing here
+looks the address up in any store, so the answer and its timing are the same
+whether or not the person is known.
+
+Every function works in the caller's transaction; a wrong code's attempt is
+counted in it too, so the caller commits on :class:`WrongCode` as well.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..crypto import constant_time_equal
+from ..database import utcnow
+from ..mail import Mailer
+from ..models import Request, Verification
+from ..runtime import Runtime
+from . import requests as flow
+from .states import Status, transition
+from .subjects import subject_of
+
+
+class VerificationError(Exception):
+    """The code was not accepted; ``key`` names the text to show."""
+
+    key = "verify.not_waiting"
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(self.key)
+        self.params = params
+
+
+class NotWaiting(VerificationError):
+    key = "verify.not_waiting"
+
+
+class WrongCode(VerificationError):
+    key = "verify.wrong_code"
+
+
+class CodeExpired(VerificationError):
+    key = "verify.expired"
+
+
+class TooManyAttempts(VerificationError):
+    key = "verify.too_many"
+
+
+class ResendTooSoon(VerificationError):
+    key = "resend.cooldown"
+
+
+@dataclass(frozen=True)
+class Started:
+    request: Request
+    status_token: str
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def _code_digest(rt: Runtime, request_id: str, code: str) -> str:
+    return rt.crypto.token_digest(f"code:{request_id}:{code}")
+
+
+def token_digest(rt: Runtime, token: str) -> str:
+    return rt.crypto.token_digest(f"status:{token}")
+
+
+def start(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
+          request: Request) -> Started:
+    """Give a received request its status token and send the first code."""
+    token = secrets.token_urlsafe(32)
+    request.status_token_digest = token_digest(rt, token)
+    transition(session, rt.crypto, request, Status.VERIFYING, actor="system")
+    _send_code(session, rt, mailer, texts, request, token, first=True)
+    return Started(request, token)
+
+
+def resend(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
+           request: Request, status_token: str) -> None:
+    """A new code, after the cooldown; the old one stops working."""
+    if request.status != Status.VERIFYING.value:
+        raise NotWaiting()
+    current = session.get(Verification, request.id)
+    if current is not None:
+        wait = (current.sent_at + timedelta(seconds=rt.settings["CODE_RESEND_SECONDS"])
+                - utcnow()).total_seconds()
+        if wait > 0:
+            raise ResendTooSoon(seconds=int(wait) + 1)
+    _send_code(session, rt, mailer, texts, request, status_token, first=False)
+
+
+def _send_code(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
+               request: Request, status_token: str, *, first: bool) -> None:
+    code, now = new_code(), utcnow()
+    ttl = float(rt.settings["CODE_TTL_SECONDS"])
+    row = session.get(Verification, request.id)
+    if row is None:
+        row = Verification(request_id=request.id, sends=0)
+        session.add(row)
+    row.code_digest = _code_digest(rt, request.id, code)
+    row.sent_at, row.expires_at = now, now + timedelta(seconds=ttl)
+    row.attempts, row.sends = 0, row.sends + 1
+    session.flush()
+    audit.record(session, rt.crypto, "verification.code_sent", actor="system",
+                 request_id=request.id, details={"send": row.sends})
+    email = sorted(subject_of(rt, request).values("email"))[0]
+    status_url = f"{rt.settings['BASE_URL'].rstrip('/')}/requests/{request.id}?token={status_token}"
+    values = {"code": code, "minutes": int(ttl // 60), "status_url": status_url,
+              "kind_label": texts[f"kind.{request.kind}"]}
+    mailer.send(email, texts["mail.code.subject"].format(**values),
+                texts["mail.code.body"].format(**values),
+                kind="verification-code" if first else "verification-code-resend")
+
+
+def check(session: Session, rt: Runtime, request: Request, code: str) -> None:
+    """Accept ``code`` or raise; on success the request is verified (and
+    starts, or waits for review). A wrong code counts an attempt."""
+    row = session.get(Verification, request.id)
+    if request.status != Status.VERIFYING.value or row is None:
+        raise NotWaiting()
+    max_attempts = int(rt.settings["CODE_MAX_ATTEMPTS"])
+    if row.attempts >= max_attempts:
+        raise TooManyAttempts()
+    if utcnow() >= row.expires_at:
+        raise CodeExpired()
+    if not constant_time_equal(_code_digest(rt, request.id, code.strip()), row.code_digest):
+        row.attempts += 1
+        audit.record(session, rt.crypto, "verification.failed", actor="requester",
+                     request_id=request.id, details={"attempt": row.attempts})
+        if row.attempts >= max_attempts:
+            raise TooManyAttempts()
+        raise WrongCode(left=max_attempts - row.attempts)
+    session.delete(row)
+    flow.mark_verified(session, rt, request, actor="requester", method="email-code")
