@@ -37,4 +37,16 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     logging.getLogger("dsar").setLevel(settings["LOG_LEVEL"])
     if load_connectors if load_connectors is not None else settings["ENV"] == "production":
         _ = rt.connectors
+    _register_web(app)
     return app
+
+
+def _register_web(app: Flask) -> None:
+    from .api import bp as api_bp
+    from .extensions import csrf, init_extensions
+    from .portal import bp as portal_bp
+
+    init_extensions(app)
+    csrf.exempt(api_bp)
+    app.register_blueprint(portal_bp)
+    app.register_blueprint(api_bp)

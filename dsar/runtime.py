@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from .connector import Connector
 from .crypto import Crypto
 from .database import make_engine
+from .mail import Mailer
 from .registry import load_connectors
+from .texts import load_texts
 
 
 class Runtime:
@@ -28,6 +30,8 @@ class Runtime:
         self.crypto = Crypto(self.settings["SECRET_KEY"], self.settings.get("AUDIT_KEY"))
         self.engine = make_engine(self.settings["DATABASE_URL"])
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.mailer = Mailer(self.settings)
+        self.texts = load_texts(self.settings.get("TEXTS"))
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None
         self._lock = threading.Lock()

@@ -144,3 +144,24 @@ def check(session: Session, rt: Runtime, request: Request, code: str) -> None:
         raise WrongCode(left=max_attempts - row.attempts)
     session.delete(row)
     flow.mark_verified(session, rt, request, actor="requester", method="email-code")
+
+
+def receive(session: Session, rt: Runtime, kind: str, email: str, *, name: str | None = None,
+            message: str | None = None) -> Started:
+    """A requester's new request: recorded, token issued, first code sent.
+    The caller commits; a :class:`dsar.mail.MailError` means roll back."""
+    request = flow.submit(session, rt, kind, {"email": [email]}, name=name, message=message,
+                          actor="requester")
+    return start(session, rt, rt.mailer, rt.texts, request)
+
+
+def by_token(session: Session, rt: Runtime, request_id: str, token: str) -> Request | None:
+    """The request whose id and status token both match, else ``None``
+    (the same answer for an unknown id and a wrong token)."""
+    if not token or len(token) > 200:
+        return None
+    request = session.get(Request, request_id) if len(request_id) <= 64 else None
+    expected = request.status_token_digest if request is not None else None
+    if expected is None or not constant_time_equal(token_digest(rt, token), expected):
+        return None
+    return request

@@ -1,0 +1,1 @@
+"""API views (to be written)."""

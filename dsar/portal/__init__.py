@@ -1,0 +1,8 @@
+"""The requester portal: submit, verify, follow, download. HTML, no JavaScript needed."""
+
+from flask import Blueprint
+
+bp = Blueprint("portal", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/portal")
+
+from . import views  # noqa: E402,F401  (registers the routes on bp)

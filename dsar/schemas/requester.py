@@ -1,0 +1,30 @@
+"""What a requester may see of their own request: nothing internal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields
+
+#: task states as a requester reads them
+PROGRESS = {"pending": "waiting", "running": "working", "succeeded": "done",
+            "failed": "problem", "cancelled": "stopped"}
+
+
+class StoreProgress(Schema):
+    store = fields.String(attribute="connector")
+    state = fields.Function(lambda task: PROGRESS.get(task.status, "waiting"))
+
+
+class RequestRequesterView(Schema):
+    id = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    received_at = fields.AwareDateTime()
+    due_at = fields.AwareDateTime()
+    progress = fields.List(fields.Nested(StoreProgress), attribute="tasks")
+    reason = fields.Method("_reason")
+
+    def _reason(self, request: Any) -> str | None:
+        """Only a denial's reason is meant for the requester."""
+        return request.status_reason if request.status == "denied" else None
