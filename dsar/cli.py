@@ -346,6 +346,47 @@ def run_command(host: str, port: int) -> None:
         app.run(host=host, port=port, use_reloader=False)
 
 
+@main.command("demo")
+@click.option("--force", is_flag=True, help="Delete the demo stores and seed them afresh.")
+@click.option("--customers", type=click.IntRange(2, 500), default=8, show_default=True,
+              help="How many demo customers to create.")
+@with_appcontext
+def demo_command(force: bool, customers: int) -> None:
+    """Migrate the database and seed demo stores (CRM, mail, chat) with their
+    connector file in the instance folder; existing stores are kept unless --force."""
+    from pathlib import Path
+
+    from . import migrate
+    from .demo import DemoError, seed
+
+    rt = runtime()
+    if rt.settings["ENV"] == "production":
+        raise click.ClickException("dsar demo is for development (DSAR_ENV is production)")
+    migrate.upgrade(rt.engine)
+    try:
+        info = seed(Path(current_app.instance_path), customers=customers, force=force)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    configured = rt.settings.get("CONNECTORS")
+    if not configured:  # the file did not exist when the app started: use it from now on
+        rt.settings["CONNECTORS"] = current_app.config["CONNECTORS"] = str(info.connector_file)
+    state = "seeded" if info.seeded else "already there, left as they are (--force re-seeds)"
+    click.echo(f"database is up to date\ndemo stores {state}:")
+    for name, path in (("crm", info.crm), ("mail", info.mail), ("chat", info.chat)):
+        click.echo(f"  {name:<5} {path}")
+    click.echo(f"connector file: {info.connector_file} (try: dsar connectors check)")
+    if configured and Path(configured).resolve() != info.connector_file.resolve():
+        click.echo(f"  note: DSAR_CONNECTORS names {configured}; unset it to use the demo")
+    click.echo(f"{len(info.emails)} demo customers, in all three stores; try:")
+    for email in info.emails[:3]:
+        click.echo(f"  {email}")
+    click.echo(f"staff (mail and chat only): {', '.join(info.staff)}")
+    if rt.settings.get("SMTP_URL"):
+        click.echo("verification emails are sent through DSAR_SMTP_URL")
+    else:
+        click.echo(f"verification emails land in {rt.settings['OUTBOX_DIR']}/ (no SMTP)")
+
+
 def _messages(exc: ValidationError) -> str:
     messages = exc.messages
     if isinstance(messages, dict):
