@@ -1,0 +1,32 @@
+"""A wheel carries the application, its migrations, connectors and templates, not the tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.smoke
+def test_wheel_contents(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("dsar_toolkit-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {"dsar/__init__.py", "dsar/connector.py", "dsar/testing.py",
+                "migrations/env.py", "migrations/script.py.mako",
+                "migrations/versions/0001_initial_schema.py",
+                "connectors/sql.py", "connectors/maildir.py", "connectors/slack_export.py"}
+    assert expected <= names, expected - names
+    assert any(n.startswith("dsar/portal/templates/") for n in names)
+    assert not any(n.startswith("tests/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[dsar.connectors]" in text and "sql = connectors.sql:SqlTableConnector" in text
+    assert "dsar = dsar.cli:main" in text
