@@ -1,0 +1,1 @@
+"""Benchmarks of dsar: ``make bench`` (``python -m bench``)."""
