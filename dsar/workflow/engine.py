@@ -19,6 +19,7 @@ from ..models import ExportBundle, Request, Task
 from ..runtime import Runtime
 from . import bundle
 from .states import Status, transition
+from .subjects import identifier_sources
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def finalise(session: Session, rt: Runtime, request_id: str) -> None:
 
 def _make_bundle(session: Session, rt: Runtime, request: Request,
                  tasks: list[Task]) -> ExportBundle:
-    from .subjects import identifier_sources
-
     export_dir = Path(rt.settings["EXPORT_DIR"])
     path, size, sha256 = bundle.build(
         export_dir, request, [t.connector for t in tasks], identifier_sources(rt, request))
