@@ -80,6 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TASK_MAX_ATTEMPTS", 5, "Attempts of a task before it fails.", _positive_int),
     Setting("TASK_RETRY_SECONDS", 5.0, "First retry delay; doubles each attempt, capped "
             "at one hour.", _positive_float),
+    Setting("DISCOVERY_MAX_IDENTIFIERS", 20, "Identity expansion stops adding identifiers "
+            "to a request beyond this many.", _positive_int),
     Setting("LOG_LEVEL", "INFO", "Logging level of the dsar loggers."),
     Setting("BASE_URL", "http://127.0.0.1:5000", "Public address of the portal, for links "
             "in mails."),

@@ -8,7 +8,9 @@ asks it to
 * ``find(subject)``: yield every :class:`Record` that belongs to the subject;
 * ``plan_erasure(subject)``: say, per record, what erasure will do
   (delete, mask, or keep under a named legal hold) without changing anything;
-* ``erase(plan)``: carry the plan out and return counts.
+* ``erase(plan)``: carry the plan out and return counts;
+* ``discover(subject)`` (optional): report further identifiers of the subject
+  (a phone number, a customer id) so stores keyed by them are searched too.
 
 Rules the engine relies on:
 
@@ -59,10 +61,11 @@ __all__ = [
 
 class Capability(enum.StrEnum):
     """What a connector can do. ``FIND`` is required; ``ERASE`` needs
-    ``plan_erasure`` and ``erase``."""
+    ``plan_erasure`` and ``erase``; ``DISCOVER`` needs ``discover``."""
 
     FIND = "find"
     ERASE = "erase"
+    DISCOVER = "discover"
 
 
 class ConnectorError(Exception):
@@ -258,6 +261,13 @@ class Connector(ABC):
     @abstractmethod
     def find(self, subject: Subject) -> Iterator[Record]:
         """Yield the subject's records, streaming (do not build a list)."""
+
+    def discover(self, subject: Subject) -> Mapping[str, Iterable[str]]:
+        """Further identifiers of the subject this store knows (identity
+        expansion): e.g. the phone number and customer id on the CRM row found
+        by email. Kinds it returns are fed to every connector that accepts
+        them. Returning known identifiers again is fine. Changes nothing."""
+        raise PermanentError(f"connector {self.name!r} cannot discover identifiers")
 
     def plan_erasure(self, subject: Subject) -> ErasurePlan:
         """Decide per record: delete, mask (how) or keep (which hold, why).

@@ -58,11 +58,14 @@ def _check_class(cls: Any, type_name: str, where: str) -> None:
         raise ConfigError(f"{where}: {type_name!r} is not a dsar.connector.Connector")
     if not hasattr(cls, "config_schema"):
         raise ConfigError(f"{where}: {cls.__name__} declares no config_schema")
-    if Capability.ERASE in cls.capabilities:
-        for method in ("plan_erasure", "erase"):
+    needs = {Capability.ERASE: ("plan_erasure", "erase"), Capability.DISCOVER: ("discover",)}
+    for capability, methods in needs.items():
+        if capability not in cls.capabilities:
+            continue
+        for method in methods:
             if getattr(cls, method) is getattr(Connector, method):
-                raise ConfigError(f"{where}: {cls.__name__} declares the erase capability "
-                                  f"but does not implement {method}()")
+                raise ConfigError(f"{where}: {cls.__name__} declares the {capability.value} "
+                                  f"capability but does not implement {method}()")
 
 
 def load_connectors(path: str | None,

@@ -30,6 +30,8 @@ class Task(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     record_count: Mapped[int] = mapped_column(default=0)
+    #: how many identifiers the subject had when this task last ran
+    identifiers_seen: Mapped[int] = mapped_column(default=0)
     result: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,12 +8,15 @@ work of each task runs in :mod:`dsar.workflow.tasks`, outside any transaction.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import audit
+from ..connector import Capability
 from ..database import utcnow
 from ..models import ExportBundle, Request, Task
 from ..runtime import Runtime
@@ -23,6 +26,7 @@ from .subjects import identifier_sources
 
 log = logging.getLogger(__name__)
 
+STEP_DISCOVER = "discover"
 STEP_EXPORT = "export"
 STEP_ERASE = "erase"
 OPEN_TASK_STATES = ("pending", "running")
@@ -33,26 +37,75 @@ def step_for(request: Request) -> str:
 
 
 def start_processing(session: Session, rt: Runtime, request: Request, *, actor: str) -> None:
-    """Move the request to processing and create its tasks, one per
-    configured connector. Idempotent per (request, connector, step)."""
-    step = step_for(request)
+    """Move the request to processing and create its first tasks: discovery
+    on the connectors that can expand the subject's identity, else the work
+    itself (export or erase), one task per configured connector."""
     names = sorted(rt.connectors)
+    discoverers = [n for n in names if Capability.DISCOVER in rt.connectors[n].capabilities]
     transition(session, rt.crypto, request, Status.PROCESSING, actor=actor,
-               details={"step": step, "connectors": names})
-    existing = set(session.scalars(select(Task.connector).where(
-        Task.request_id == request.id, Task.step == step)))
-    for name in names:
-        if name not in existing:
-            session.add(Task(request_id=request.id, connector=name, step=step,
-                             not_before=utcnow()))
-    session.flush()
+               details={"step": step_for(request), "connectors": names,
+                        "discovery": discoverers})
+    if discoverers:
+        _ensure_tasks(session, request.id, discoverers, STEP_DISCOVER)
+    else:
+        _ensure_tasks(session, request.id, names, step_for(request))
     if not names:
         finalise(session, rt, request.id)
+
+
+def _ensure_tasks(session: Session, request_id: str, names: list[str], step: str) -> None:
+    """One task per connector for ``step``; existing ones are left alone."""
+    existing = set(session.scalars(select(Task.connector).where(
+        Task.request_id == request_id, Task.step == step)))
+    for name in names:
+        if name not in existing:
+            session.add(Task(request_id=request_id, connector=name, step=step,
+                             not_before=utcnow()))
+    session.flush()
+
+
+def after_discovery(session: Session, rt: Runtime, request_id: str) -> None:
+    """Called when a discovery task ends. Until a fixed point is reached
+    (every discoverer has seen every identifier), run another round; then
+    create the work tasks, and rerun any that ran before the subject grew
+    (an officer's retry after a late discovery)."""
+    request = _locked(session, request_id)
+    if request.status != Status.PROCESSING.value:
+        return
+    tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)))
+    discovery = [t for t in tasks if t.step == STEP_DISCOVER]
+    if any(t.status in OPEN_TASK_STATES for t in discovery):
+        return
+    known = len(request.identifiers)
+    stale = [t for t in discovery if t.status == "succeeded" and t.identifiers_seen < known]
+    if stale:
+        for task in stale:
+            reset_task(task)
+        audit.record(session, rt.crypto, "discovery.round", actor="system",
+                     request_id=request_id, details={"identifiers": known,
+                                                     "connectors": sorted(t.connector
+                                                                          for t in stale)})
+        return
+    step = step_for(request)
+    _ensure_tasks(session, request_id, sorted(rt.connectors), step)
+    for task in tasks:
+        if task.step == step and task.status == "succeeded" and task.identifiers_seen < known:
+            reset_task(task)
+    sources = Counter(i.source for i in request.identifiers)
+    audit.record(session, rt.crypto, "discovery.completed", actor="system",
+                 request_id=request_id, details={"identifiers": known,
+                                                 "sources": dict(sorted(sources.items()))})
+
+
+def _locked(session: Session, request_id: str) -> Request:
+    return session.execute(select(Request).where(Request.id == request_id)
+                           .with_for_update()).scalar_one()
 
 
 def reset_task(task: Task) -> None:
     """Make a failed task runnable again from a fresh count of attempts."""
     task.status, task.attempts, task.not_before = "pending", 0, utcnow()
+    task.record_count, task.result = 0, None
     task.lease_owner = task.lease_expires_at = task.last_error = task.finished_at = None
 
 
@@ -63,8 +116,7 @@ def finalise(session: Session, rt: Runtime, request_id: str) -> None:
     Access: the export bundle is assembled; erasure: nothing more to do.
     Any failed task: ``partially_failed`` (an officer may retry).
     """
-    request = session.execute(select(Request).where(Request.id == request_id)
-                              .with_for_update()).scalar_one()
+    request = _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
         return
     tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)
@@ -78,7 +130,8 @@ def finalise(session: Session, rt: Runtime, request_id: str) -> None:
         return
     details: dict[str, object] = {"records": sum(t.record_count for t in tasks)}
     if request.kind == "access":
-        made = _make_bundle(session, rt, request, tasks)
+        made = _make_bundle(session, rt, request,
+                            [t for t in tasks if t.step == STEP_EXPORT])
         details.update(bundle_sha256=made.sha256, bundle_size=made.size)
     transition(session, rt.crypto, request, Status.COMPLETED, actor="system", details=details)
 

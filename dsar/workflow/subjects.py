@@ -12,13 +12,15 @@ from ..runtime import Runtime
 
 
 def add_identifiers(session: Session, rt: Runtime, request: Request,
-                    identifiers: Mapping[str, Iterable[str]], *, source: str) -> list[str]:
-    """Attach identifiers not yet known; returns the digests of the new ones."""
+                    identifiers: Mapping[str, Iterable[str]], *, source: str,
+                    limit: int | None = None) -> list[str]:
+    """Attach identifiers not yet known, at most ``limit`` of them; returns
+    the digests (``kind:digest``) of the new ones."""
     known = {(i.kind, i.digest) for i in request.identifiers}
-    added = []
+    added: list[str] = []
     for kind, values in identifiers.items():
         for value in values:
-            if not value or not value.strip():
+            if not value or not value.strip() or (limit is not None and len(added) >= limit):
                 continue
             digest = rt.crypto.identifier_digest(kind, value)
             if (kind, digest) in known:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from .. import audit
 from ..connector import Capability, Connector, PermanentError, RetryableError, Subject
@@ -33,7 +34,7 @@ from ..runtime import Runtime
 from . import engine
 from .bundle import PartWriter
 from .states import Status
-from .subjects import subject_of
+from .subjects import add_identifiers, subject_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class Outcome:
     result: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     retryable: bool = False
+    #: identifiers a discovery found: written encrypted, never into ``result``
+    identifiers: dict[str, set[str]] = field(default_factory=dict)
+    #: how many identifiers the subject had for this run
+    seen: int = 0
 
 
 class Lease:
@@ -107,12 +112,14 @@ def run(rt: Runtime, task_id: int, owner: str) -> None:
         request = session.get(Request, task.request_id)
         assert request is not None  # noqa: S101 - foreign key
         subject, name, step = subject_of(rt, request), task.connector, task.step
+        seen = len(request.identifiers)
     lease = Lease(rt, task_id, owner)
     try:
         outcome = _perform(rt, request.id, name, step, subject, lease)
     except LeaseLost:
         log.warning("task %s: lease lost, result discarded", task_id)
         return
+    outcome.seen = seen
     complete(rt, task_id, owner, outcome)
 
 
@@ -125,6 +132,8 @@ def _perform(rt: Runtime, request_id: str, name: str, step: str, subject: Subjec
     if not wanted.kinds:
         return Outcome(True, result={"skipped": "no identifiers of the kinds it accepts"})
     try:
+        if step == engine.STEP_DISCOVER:
+            return _discover(connector, wanted)
         if step == engine.STEP_EXPORT:
             return _export(rt, request_id, connector, wanted, lease)
         return _erase(connector, wanted, lease)
@@ -138,6 +147,13 @@ def _perform(rt: Runtime, request_id: str, name: str, step: str, subject: Subjec
         log.error("task for connector %s raised %s", name, type(exc).__name__)
         return Outcome(False, error=f"unexpected {type(exc).__name__} in the connector",
                        retryable=True)
+
+
+def _discover(connector: Connector, subject: Subject) -> Outcome:
+    found = {kind: {v for v in values if isinstance(v, str) and v.strip()}
+             for kind, values in connector.discover(subject).items()}
+    found = {kind: values for kind, values in found.items() if values}
+    return Outcome(True, records=sum(len(v) for v in found.values()), identifiers=found)
 
 
 def _export(rt: Runtime, request_id: str, connector: Connector, subject: Subject,
@@ -187,12 +203,19 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> None:
     """Record the outcome if the lease is still ours; end the request when
     this was its last open task."""
     with rt.transaction() as session:
+        # Lock order, everywhere: the request row, then its tasks, then the
+        # audit head; so finishing tasks of one request never deadlock.
+        request_id = session.scalar(select(Task.request_id).where(Task.id == task_id))
+        session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
         task = session.execute(select(Task).where(Task.id == task_id)
                                .with_for_update()).scalar_one_or_none()
         if task is None or task.status != "running" or task.lease_owner != owner:
             log.warning("task %s: lease lost before completion, result discarded", task_id)
             return
         task.lease_owner, task.lease_expires_at = None, None
+        task.identifiers_seen = outcome.seen
+        if outcome.ok and outcome.identifiers:
+            outcome.result["added"] = _add_discovered(session, rt, task, outcome.identifiers)
         task.record_count, task.result = outcome.records, json.dumps(outcome.result)
         action = _apply(rt, task, outcome)
         audit.record(session, rt.crypto, action, actor=f"connector:{task.connector}",
@@ -201,7 +224,22 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> None:
                               "records": outcome.records, "result": outcome.result,
                               **({"error": outcome.error} if outcome.error else {})})
         if task.status in ("succeeded", "failed"):
-            engine.finalise(session, rt, task.request_id)
+            if task.step == engine.STEP_DISCOVER:
+                engine.after_discovery(session, rt, task.request_id)
+            else:
+                engine.finalise(session, rt, task.request_id)
+
+
+def _add_discovered(session: Session, rt: Runtime, task: Task,
+                    found: dict[str, set[str]]) -> list[str]:
+    """Attach newly discovered identifiers (encrypted), up to the cap;
+    returns their digests for the audit trail."""
+    request = session.get(Request, task.request_id)
+    assert request is not None  # noqa: S101 - foreign key
+    room = int(rt.settings["DISCOVERY_MAX_IDENTIFIERS"]) - len(request.identifiers)
+    ordered = {kind: sorted(found[kind]) for kind in sorted(found)}
+    return add_identifiers(session, rt, request, ordered, source=f"connector:{task.connector}",
+                           limit=max(room, 0))
 
 
 def _apply(rt: Runtime, task: Task, outcome: Outcome) -> str:

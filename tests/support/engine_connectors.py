@@ -30,6 +30,7 @@ from dsar.connector import (
 
 class ScriptedSchema(Schema):
     script = fields.String(required=True)
+    kinds = fields.List(fields.String(), load_default=lambda: ["email"])
 
 
 class Script:
@@ -45,6 +46,8 @@ class Script:
         self.holds: set[str] = set()
         self.calls: list[str] = []
         self.lock = threading.Lock()
+        #: identity expansion: identifier value -> further identifiers it links to
+        self.links: dict[str, dict[str, set[str]]] = {}
 
     def seed(self, email: str, count: int, collection: str = "items") -> None:
         self.records[email] = [Record(collection, f"{email}-{i}", "item", {"n": i, "owner": email})
@@ -58,6 +61,10 @@ class ScriptedConnector(Connector):
     config_schema = ScriptedSchema
     capabilities = frozenset({Capability.FIND, Capability.ERASE})
     identity_kinds = frozenset({"email"})
+
+    def __init__(self, name: str, config: Any) -> None:
+        super().__init__(name, config)
+        self.identity_kinds = frozenset(self.config["kinds"])
 
     @property
     def script(self) -> Script:
@@ -81,8 +88,9 @@ class ScriptedConnector(Connector):
 
     def find(self, subject: Subject) -> Iterator[Record]:
         self._step("find")
-        for email in sorted(subject.values("email")):
-            yield from self.script.records.get(email, [])
+        for kind in sorted(self.identity_kinds):
+            for value in sorted(subject.values(kind)):
+                yield from self.script.records.get(value, [])
 
     def plan_erasure(self, subject: Subject) -> ErasurePlan:
         plan = ErasurePlan(self.name)
@@ -103,6 +111,21 @@ class ScriptedConnector(Connector):
         return ErasureResult(deleted=len(doomed - spared), kept=len(plan.kept()))
 
 
+class DiscoveringConnector(ScriptedConnector):
+    """Also reports the identifiers ``Script.links`` ties to the subject's."""
+
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.DISCOVER})
+
+    def discover(self, subject: Subject) -> dict[str, set[str]]:
+        self.script.calls.append("discover")
+        found: dict[str, set[str]] = {}
+        for kind in sorted(self.identity_kinds):
+            for value in subject.values(kind):
+                for linked_kind, values in self.script.links.get(value, {}).items():
+                    found.setdefault(linked_kind, set()).update(values)
+        return found
+
+
 class BrokenConnector(ScriptedConnector):
     """Raises a permanent error on every find."""
 
@@ -111,4 +134,5 @@ class BrokenConnector(ScriptedConnector):
         yield  # pragma: no cover
 
 
-TYPES: dict[str, Any] = {"scripted": ScriptedConnector, "broken": BrokenConnector}
+TYPES: dict[str, Any] = {"scripted": ScriptedConnector, "broken": BrokenConnector,
+                         "discovering": DiscoveringConnector}
