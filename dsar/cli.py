@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -287,6 +288,21 @@ def connectors_check() -> None:
         sys.exit(1)
 
 
+@connectors.command("new")
+@click.argument("name")
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=".",
+              show_default=True, help="Where to create the package folder.")
+def connectors_new(name: str, directory: Path) -> None:
+    """Write a working connector package to start from (entry point, class, tests)."""
+    from .scaffold import ScaffoldError, new_connector
+
+    try:
+        target = new_connector(name, directory)
+    except ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {target}\nnext: pip install -e {target} && pytest {target}")
+
+
 # --- audit ----------------------------------------------------------------------------
 
 @main.group("audit")
@@ -354,7 +370,6 @@ def run_command(host: str, port: int) -> None:
 def demo_command(force: bool, customers: int) -> None:
     """Migrate the database and seed demo stores (CRM, mail, chat) with their
     connector file in the instance folder; existing stores are kept unless --force."""
-    from pathlib import Path
 
     from . import migrate
     from .demo import DemoError, seed
