@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -43,6 +43,7 @@ from dsar.connector import (
     ErasureResult,
     Record,
     Subject,
+    normalise_identifier,
 )
 
 __all__ = ["ConnectorContract", "personal_values"]
@@ -100,6 +101,38 @@ class ConnectorContract:
     def _require_erase(self, connector: Connector) -> None:
         if Capability.ERASE not in connector.capabilities:
             pytest.skip("connector does not declare Capability.ERASE")
+
+    def _require_discover(self, connector: Connector) -> None:
+        if Capability.DISCOVER not in connector.capabilities:
+            pytest.skip("connector does not declare Capability.DISCOVER")
+
+    # ----------------------------------------------------------- discover
+    def test_discover_returns_identifiers_and_changes_nothing(
+        self, connector: Connector, subject: Subject
+    ) -> None:
+        self._require_discover(connector)
+        before = sorted(_refs(connector.find(subject)))
+        found = connector.discover(subject)
+        assert isinstance(found, Mapping), "discover returns {kind: values}"
+        for kind, values in found.items():
+            assert isinstance(kind, str) and kind
+            assert all(isinstance(v, str) and v.strip() for v in values), kind
+        assert sorted(_refs(connector.find(subject))) == before, "discover changed the store"
+
+    def test_discover_nothing_for_unknown_subject(self, connector: Connector) -> None:
+        self._require_discover(connector)
+        nobody = Subject({kind: {"zz-no-such-person-4711@example.invalid"}
+                          for kind in connector.identity_kinds})
+        assert not any(list(v) for v in connector.discover(nobody).values())
+
+    def test_discover_stays_with_the_subject(
+        self, connector: Connector, subject: Subject, other_subject: Subject
+    ) -> None:
+        self._require_discover(connector)
+        found = {(k, normalise_identifier(k, v)) for k, values in
+                 connector.discover(subject).items() for v in values}
+        theirs = {(k, v) for k, values in other_subject.identifiers.items() for v in values}
+        assert not (found & theirs), "discover returned the other subject's identifiers"
 
     # ----------------------------------------------------------- find
     def test_declares_find_and_subject_kinds(self, connector: Connector, subject: Subject) -> None:
