@@ -353,13 +353,15 @@ def config_help() -> None:
 @with_appcontext
 def run_command(host: str, port: int) -> None:
     """Serve the portal with the in-process executor (development server)."""
+    from werkzeug.serving import run_simple
+
     from .executor import InProcessExecutor
 
     rt = runtime()
     _connectors_or_fail(rt)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    with InProcessExecutor(rt):
-        app.run(host=host, port=port, use_reloader=False)
+    with InProcessExecutor(rt):  # not app.run(): under the flask CLI it returns at once
+        run_simple(host, port, app, threaded=True)
 
 
 @main.command("demo")

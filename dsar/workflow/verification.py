@@ -127,7 +127,8 @@ def _send_code(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, s
 def check(session: Session, rt: Runtime, request: Request, code: str) -> None:
     """Accept ``code`` or raise; on success the request is verified (and
     starts, or waits for review). A wrong code counts an attempt."""
-    row = session.get(Verification, request.id)
+    # locked: parallel wrong codes must each count (PostgreSQL would lose updates)
+    row = session.get(Verification, request.id, with_for_update=True)
     if request.status != Status.VERIFYING.value or row is None:
         raise NotWaiting()
     max_attempts = int(rt.settings["CODE_MAX_ATTEMPTS"])

@@ -1,0 +1,60 @@
+"""Wrong codes sent at the same moment are each counted: the attempt limit
+holds under concurrency (PostgreSQL runs them truly in parallel)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flask import Flask
+
+from dsar.models import Verification
+from tests.api.helpers import ALICE, BASE, Outbox, auth, submit
+
+
+def test_parallel_wrong_codes_are_all_counted(make_api: Callable[..., Flask],
+                                              outbox: Outbox) -> None:
+    app = make_api(CODE_MAX_ATTEMPTS=50)
+    rt = app.extensions["dsar"]
+    request_id, token = submit(app.test_client())
+    code = outbox.code(ALICE)
+    wrong = {"code": f"{(int(code) + 1) % 1_000_000:06d}"}
+    start, statuses = threading.Barrier(8), []
+
+    def attempt() -> None:
+        client = app.test_client()
+        start.wait(10)
+        for _ in range(3):
+            statuses.append(client.post(f"{BASE}/{request_id}/verify", json=wrong,
+                                        headers=auth(token)).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [400] * 24
+    with rt.transaction() as session:
+        row = session.get(Verification, request_id)
+        assert row is not None and row.attempts == 24
+
+
+def test_the_right_code_twice_at_once_verifies_once(make_api: Callable[..., Flask],
+                                                    outbox: Outbox) -> None:
+    app = make_api()
+    request_id, token = submit(app.test_client())
+    right = {"code": outbox.code(ALICE)}
+    start, statuses = threading.Barrier(4), []
+
+    def attempt() -> None:
+        client = app.test_client()
+        start.wait(10)
+        statuses.append(client.post(f"{BASE}/{request_id}/verify", json=right,
+                                    headers=auth(token)).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [200, 409, 409, 409]

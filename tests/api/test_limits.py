@@ -1,0 +1,86 @@
+"""Rate limits: submit per IP and per email, verify and resend per IP and per
+request; a limited call is a JSON 429 with Retry-After and writes nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from tests.api.helpers import ALICE, BASE, BOB, Outbox, auth, counts, error_of, submit
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+IP_A, IP_B, IP_C = ({"REMOTE_ADDR": f"192.0.2.{n}"} for n in (1, 2, 3))
+
+
+def test_submit_is_limited_per_ip(make_api: Callable[..., Flask]) -> None:
+    app = make_api(RATE_LIMIT_SUBMIT="2 per minute")
+    client, rt = app.test_client(), app.extensions["dsar"]
+    submit(client, address="a@example.org")
+    submit(client, address="b@example.org")
+    before = counts(rt)
+    response = client.post(BASE, json={"kind": "access", "email": "c@example.org"})
+    error = error_of(response, 429, "rate_limited")
+    assert error["message"] == rt.texts["api.rate_limited"]
+    assert int(response.headers["Retry-After"]) > 0
+    assert counts(rt) == before
+    submit(client, address="c@example.org", **IP_B)  # another address is not limited
+
+
+def test_submit_is_limited_per_email_across_ips(make_api: Callable[..., Flask]) -> None:
+    client = make_api(RATE_LIMIT_SUBMIT="2 per minute").test_client()
+    submit(client, address=ALICE, **IP_A)
+    submit(client, address=ALICE.upper(), **IP_B)  # the same address, differently written
+    response = client.post(BASE, json={"kind": "access", "email": ALICE}, environ_base=IP_C)
+    error_of(response, 429, "rate_limited")
+    submit(client, address=BOB, **IP_C)
+
+
+def test_bad_bodies_do_not_share_one_email_counter(make_api: Callable[..., Flask]) -> None:
+    """A body without an address counts per IP only, so strangers' broken
+    requests cannot lock each other out."""
+    client = make_api(RATE_LIMIT_SUBMIT="2 per minute").test_client()
+    for n in range(4):
+        environ = {"REMOTE_ADDR": f"198.51.100.{n}"}
+        response = client.post(BASE, json={"kind": "access"}, environ_base=environ)
+        error_of(response, 400, "invalid_fields")
+
+
+def test_verify_is_limited_per_ip_and_per_request(make_api: Callable[..., Flask],
+                                                  outbox: Outbox) -> None:
+    app = make_api(RATE_LIMIT_VERIFY="2 per minute")
+    client, rt = app.test_client(), app.extensions["dsar"]
+    first, token = submit(client, **IP_A)
+    code = outbox.code(ALICE)
+    wrong = {"code": f"{(int(code) + 1) % 1_000_000:06d}"}
+    url = f"{BASE}/{first}/verify"
+    for environ in (IP_A, IP_B):  # two attempts on one request, from two addresses
+        error_of(client.post(url, json=wrong, headers=auth(token), environ_base=environ), 400)
+    before = counts(rt)
+    per_request = client.post(url, json={"code": code}, headers=auth(token), environ_base=IP_C)
+    error_of(per_request, 429, "rate_limited")
+    assert counts(rt) == before  # not even an attempt was counted
+    # IP_A has used one of its two; another request from it gets one more, then 429
+    second, second_token = submit(client, address=BOB, **IP_B)
+    second_url = f"{BASE}/{second}/verify"
+    ok = client.post(second_url, json={"code": outbox.code(BOB)}, headers=auth(second_token),
+                     environ_base=IP_A)
+    assert ok.status_code == 200
+    per_ip = client.post(second_url, json={"code": "000000"}, headers=auth(second_token),
+                         environ_base=IP_A)
+    error_of(per_ip, 429, "rate_limited")
+
+
+def test_resend_is_limited_per_request(make_api: Callable[..., Flask], outbox: Outbox) -> None:
+    client = make_api(RATE_LIMIT_RESEND="1 per minute", CODE_RESEND_SECONDS=0.01).test_client()
+    request_id, token = submit(client)
+    url = f"{BASE}/{request_id}/resend"
+    time.sleep(0.05)  # past the cooldown
+    assert client.post(url, headers=auth(token), environ_base=IP_A).status_code == 202
+    response = client.post(url, headers=auth(token), environ_base=IP_B)
+    error_of(response, 429, "rate_limited")
+    assert int(response.headers["Retry-After"]) > 0
+    assert len(outbox.unread(ALICE)) == 2  # the first code and one resend
