@@ -44,9 +44,11 @@ def create_app(config: Mapping[str, Any] | None = None, *,
 def _register_web(app: Flask) -> None:
     from .api import bp as api_bp
     from .extensions import csrf, init_extensions
+    from .logfilter import install as install_log_filter
     from .portal import bp as portal_bp
 
     init_extensions(app)
+    install_log_filter()
     csrf.exempt(api_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(api_bp)

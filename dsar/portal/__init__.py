@@ -5,4 +5,4 @@ from flask import Blueprint
 bp = Blueprint("portal", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/portal")
 
-from . import views  # noqa: E402,F401  (registers the routes on bp)
+from . import errors, views  # noqa: E402,F401  (registers handlers and routes on bp)

@@ -1,0 +1,96 @@
+"""How the portal answers when something is wrong, and the headers of every answer.
+
+Errors get a friendly page in the requester's words (``error.<code>.*`` in
+``dsar/texts.py``), never a stack trace. Unhandled exceptions are left to
+Flask: logged, and propagated when ``TESTING`` is on, so tests see them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response, request
+from flask.blueprints import BlueprintSetupState
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
+
+from ..extensions import limiter
+from ..runtime import runtime
+from . import bp
+from .pages import message
+
+MAX_CONTENT_LENGTH = 64 * 1024
+CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    """Limits the portal needs from the app: small bodies, a same-site
+    session cookie (it carries the status token), secure over HTTPS."""
+    config = state.app.config
+    if config.get("MAX_CONTENT_LENGTH") is None:
+        config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
+    if config.get("SESSION_COOKIE_SAMESITE") is None:
+        config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    if str(config.get("BASE_URL", "")).startswith("https://"):
+        config["SESSION_COOKIE_SECURE"] = True
+
+
+@bp.after_request
+def secure(response: Response) -> Response:
+    """Security headers; nothing the portal answers may be cached but its stylesheet.
+
+    ``Referrer-Policy: same-origin``: no other site ever learns a portal URL,
+    and Flask-WTF's HTTPS check of the form's referrer keeps working (with
+    ``no-referrer`` every form POST over HTTPS would fail). The status token
+    is never in the URL of a rendered page: a link with ``?token=`` only
+    redirects.
+    """
+    headers = response.headers
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "portal.static":
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+def http_error(exc: HTTPException) -> Response:
+    texts = runtime().texts
+    code = exc.code or 500
+    if isinstance(exc, CSRFError):
+        return message("error.csrf.title", texts["error.csrf.body"], 400)
+    if code == 429:
+        return _too_many(texts["error.429.body"])
+    key = f"error.{code}" if f"error.{code}.body" in texts else f"error.{code // 100}00"
+    if f"{key}.body" not in texts:
+        key = "error.generic"
+    response = message(f"{key}.title", texts[f"{key}.body"], code)
+    response.headers.extend([(k, v) for k, v in exc.get_headers() if k.lower() == "allow"])
+    return response
+
+
+# by code too: Flask prefers any handler for the code (even an app-wide one)
+# over a handler for the class
+for _code in default_exceptions:
+    bp.register_error_handler(_code, http_error)
+bp.register_error_handler(HTTPException, http_error)
+
+
+@bp.app_errorhandler(NotFound)
+@bp.app_errorhandler(MethodNotAllowed)
+def routing_error(exc: HTTPException) -> HTTPException | Response:
+    """An address no route knows (or the wrong method): the portal's page,
+    except under /api/, which answers in its own format."""
+    if request.path.startswith("/api/"):
+        return exc
+    return secure(http_error(exc))
+
+
+def _too_many(body: str) -> Response:
+    limit = limiter.current_limit
+    seconds = max(1, int(limit.reset_at - time.time())) if limit is not None else 60
+    response = message("error.429.title", body.format(seconds=seconds), 429)
+    response.headers["Retry-After"] = str(seconds)
+    return response

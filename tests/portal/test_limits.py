@@ -1,0 +1,69 @@
+"""Rate limits on submit, verify and resend: per IP and per email or request; POSTs only."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from flask import Flask
+
+from dsar.texts import DEFAULTS as T
+from tests.portal.journey import ALICE, Browser, count, sqlite_only
+
+pytestmark = sqlite_only
+TOO_MANY = re.escape(T["error.429.body"]).replace(r"\{seconds\}", r"(\d+)")
+
+
+def _assert_limited(answer: object) -> None:
+    status = getattr(answer, "status_code", None)
+    text = str(getattr(answer, "text", ""))
+    assert status == 429, text
+    found = re.search(TOO_MANY, text)
+    assert found and T["error.429.title"] in text
+    assert 0 < int(found.group(1)) <= 60
+    assert int(getattr(answer, "headers")["Retry-After"]) > 0  # noqa: B009
+
+
+def test_submit_is_limited_per_ip(portal_app: Callable[..., Flask]) -> None:
+    browser = Browser(portal_app(RATE_LIMIT_SUBMIT="2 per minute"))
+    for _ in range(5):
+        assert browser.client.get("/").status_code == 200  # pages do not count
+    assert browser.submit("access", "one@example.org").status_code == 303
+    assert browser.submit("access", "two@example.org").status_code == 303
+    _assert_limited(browser.submit("access", "three@example.org"))
+    assert count(browser.rt) == 2
+    elsewhere = Browser(browser.app, REMOTE_ADDR="10.0.0.9")
+    assert elsewhere.submit("access", "four@example.org").status_code == 303
+
+
+def test_submit_is_limited_per_email(portal_app: Callable[..., Flask]) -> None:
+    app = portal_app(RATE_LIMIT_SUBMIT="2 per minute")
+    for n in (1, 2):
+        assert Browser(app, REMOTE_ADDR=f"10.0.0.{n}").submit("access", ALICE).status_code == 303
+    third = Browser(app, REMOTE_ADDR="10.0.0.3")
+    _assert_limited(third.submit("erasure", f"  {ALICE}"))
+    assert third.submit("access", "bob@example.org").status_code == 303
+    assert count(third.rt) == 3
+
+
+def test_verify_is_limited_per_ip_and_per_request(portal_app: Callable[..., Flask]) -> None:
+    browser = Browser(portal_app(RATE_LIMIT_VERIFY="3 per minute"))
+    first, second = browser.start(), browser.start("access", "bob@example.org")
+    for _ in range(3):
+        assert browser.verify(first, "000000").status_code in (400, 303)
+    _assert_limited(browser.verify(second, "000000"))  # same IP, another request
+    browser.client.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+    _assert_limited(browser.verify(first, "000000"))  # another IP, same request
+    assert browser.verify(second, "000000").status_code in (400, 303)
+
+
+def test_resend_is_limited_per_ip_and_per_request(portal_app: Callable[..., Flask]) -> None:
+    browser = Browser(portal_app(RATE_LIMIT_RESEND="2 per minute"))
+    first, second = browser.start(), browser.start("access", "bob@example.org")
+    for _ in range(2):  # the cooldown's own 429 still counts
+        cooldown = browser.resend(first)
+        assert cooldown.status_code == 429 and "You can ask again in" in cooldown.text
+    _assert_limited(browser.resend(second))
+    browser.client.environ_base["REMOTE_ADDR"] = "10.0.0.8"
+    _assert_limited(browser.resend(first))
+    assert "You can ask again in" in browser.resend(second).text
