@@ -19,7 +19,7 @@ DEFAULTS: dict[str, str] = {
     "mail.code.subject": "Your verification code: {code}",
     "mail.code.body": (
         "Hello,\n\n"
-        "We received a {kind_label} request for this email address.\n"
+        "We received a request for {kind_label} for this email address.\n"
         "To confirm it is you, enter this code on the request page:\n\n"
         "    {code}\n\n"
         "The code is valid for {minutes} minutes.\n"

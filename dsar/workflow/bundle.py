@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -134,7 +135,7 @@ def build(export_dir: Path, request: Request, connectors: list[str],
                     "identifiers": identifiers,
                     "connectors": [{"name": n, "records": counts[n]} for n in sorted(counts)],
                     "files": files}
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+        zf.writestr(_entry("manifest.json"), json.dumps(manifest, indent=2, ensure_ascii=False))
     os.chmod(tmp, 0o600)
     os.replace(tmp, target)
     shutil.rmtree(request_dir(export_dir, request.id), ignore_errors=True)
@@ -144,7 +145,7 @@ def build(export_dir: Path, request: Request, connectors: list[str],
 def _write_json_member(zf: zipfile.ZipFile, member: str, connector: str, part: Path,
                        files: list[dict[str, Any]]) -> int:
     count = 0
-    with zf.open(member, "w") as raw:
+    with zf.open(_entry(member), "w") as raw:
         out = _HashingWriter(raw)
         out.write('{"connector": ' + json.dumps(connector, ensure_ascii=False) + ', "records": [')
         for record in _records(part):
@@ -163,7 +164,7 @@ def _write_csv_members(zf: zipfile.ZipFile, folder: str, part: Path,
         for record in _records_of(file):
             columns.update(dict.fromkeys(record["fields"]))
         member = f"{folder}/{file.stem}.csv"
-        with zf.open(member, "w") as raw:
+        with zf.open(_entry(member), "w") as raw:
             out = _HashingWriter(raw)
             writer = csv.writer(out)
             writer.writerow(["collection", "key", "category", *columns])
@@ -172,6 +173,14 @@ def _write_csv_members(zf: zipfile.ZipFile, folder: str, part: Path,
                 writer.writerow([record["collection"], record["key"], record["category"],
                                  *(_cell(fields.get(c)) for c in columns)])
         files.append({"name": member, "size": out.size, "sha256": out.digest.hexdigest()})
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A compressed member stamped with the current time (not 1980)."""
+    info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
 
 
 def _records_of(file: Path) -> Iterator[dict[str, Any]]:
