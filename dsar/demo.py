@@ -329,11 +329,14 @@ def _connector_toml(info: DemoInfo) -> str:
 type = "sql"
 url = {q(f"sqlite:///{info.crm}")}
 
+[connectors.crm.holds]
+tax-records = "invoices are kept 10 years (tax law)"
+
 [[connectors.crm.tables]]
 name = "customers"
 identity = {{ email = "email", phone = "phone" }}
-erase = "null"                      # the row stays for statistics (city, dates)
-null_columns = ["email", "name", "phone"]
+erase = "mask"                      # the row stays for statistics (city, dates)
+columns = {{ email = "null", name = "null", phone = "null" }}
 
 [[connectors.crm.tables]]
 name = "orders"
@@ -347,7 +350,6 @@ category = "billing"
 identity = {{ email = "billing_email" }}
 erase = "keep"
 hold = "tax-records"
-reason = "invoices are kept 10 years (tax law)"
 
 [connectors.mail]
 type = "maildir"

@@ -6,10 +6,17 @@
 #                                            $DSAR_TEST_PG (host:port) or 127.0.0.1:5432,
 #                                            or server binaries for the tests to start a
 #                                            throwaway one (Debian package `postgresql`).
+#   scripts/ensure-test-deps.sh mariadb      MariaDB: a server answering at
+#                                            $DSAR_TEST_MARIADB (host:port) or 127.0.0.1:3306,
+#                                            or server binaries (mariadbd, mariadb-install-db)
+#                                            for the tests to start a throwaway one (Debian
+#                                            package `mariadb-server`).
+#   scripts/ensure-test-deps.sh              both of the above.
 #   scripts/ensure-test-deps.sh python-venv  Debian's python3-venv (for `python3 -m venv`).
 #
 # Installs with apt-get as root or through `sudo -n`; otherwise prints what to
-# install and exits 1. Starts no service: tests/support/postgres.py does that.
+# install and exits 1. Starts no service: tests/support/postgres.py and
+# tests/support/mariadb.py do that.
 set -euo pipefail
 
 APT_UPDATED=0
@@ -76,6 +83,35 @@ ensure_postgresql() {
     say "postgresql: installed"
 }
 
+have_mariadb_binaries() {
+    local name
+    for name in mariadbd mysqld; do
+        command -v "$name" >/dev/null 2>&1 || [ -x "/usr/sbin/$name" ] || continue
+        command -v mariadb-install-db >/dev/null 2>&1 \
+            || command -v mysql_install_db >/dev/null 2>&1 || continue
+        return 0
+    done
+    return 1
+}
+
+ensure_mariadb() {
+    local target="${DSAR_TEST_MARIADB:-}"
+    if [ "$target" != "start" ]; then
+        local where="${target:-127.0.0.1:3306}"
+        if answers "$where"; then
+            say "mariadb: a server answers at $where"
+            return
+        fi
+    fi
+    if have_mariadb_binaries; then
+        say "mariadb: server binaries present (the tests start a throwaway server)"
+        return
+    fi
+    apt_install mariadb-server
+    have_mariadb_binaries || { echo "ensure-test-deps: mariadb-server installed but no mariadbd found" >&2; exit 1; }
+    say "mariadb: installed"
+}
+
 ensure_python_venv() {
     # Called by the Makefile when `python3 -m venv` failed (Debian ships venv apart).
     local py="${PYTHON:-python3}" ver
@@ -84,8 +120,10 @@ ensure_python_venv() {
     say "python${ver}: venv support installed"
 }
 
-case "${1:-postgresql}" in
+case "${1:-all}" in
+    all) ensure_postgresql; ensure_mariadb ;;
     postgresql) ensure_postgresql ;;
+    mariadb) ensure_mariadb ;;
     python-venv) ensure_python_venv ;;
-    *) echo "usage: $0 [postgresql|python-venv]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|postgresql|mariadb|python-venv]" >&2; exit 2 ;;
 esac

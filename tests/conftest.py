@@ -6,4 +6,5 @@ fixtures ``postgresql``, ``pg_url``, ``database_url`` and ``pg_server``. It defi
 """
 
 from tests.support.app import *  # noqa: F401,F403
+from tests.support.mariadb import *  # noqa: F401,F403
 from tests.support.postgres import *  # noqa: F401,F403

@@ -1,0 +1,230 @@
+"""``SqlTableConnector``: find, plan and erase over the declarative dataset."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import Table, create_engine, event, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from dsar.connector import (
+    Action,
+    Capability,
+    CheckResult,
+    Connector,
+    ErasurePlan,
+    ErasureResult,
+    PermanentError,
+    PlanItem,
+    Record,
+    RetryableError,
+    Subject,
+)
+
+from .config import KINDS, SqlConfigSchema
+from .database import missing_columns, reflect, schema_problems
+from .dataset import Dataset, TableSpec
+from .erasure import BATCH, carry_out
+from .query import json_safe, pseudonym, subject_rows
+
+__all__ = ["SqlTableConnector"]
+
+log = logging.getLogger(__name__)
+
+
+class SqlTableConnector(Connector):
+    """Finds and erases a person's rows in a declarative dataset of tables.
+
+    ``identity_kinds`` on an instance is the union of its tables' kinds.
+    ``find`` streams (server-side cursors, the walk done in SQL). ``erase``
+    runs in one transaction, children before parents, and is idempotent.
+    """
+
+    config_schema = SqlConfigSchema
+    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    identity_kinds = KINDS
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, config)
+        self.dataset = Dataset.from_config(self.config)
+        # per instance: the kinds its tables declare (the class lists the usual ones)
+        self.identity_kinds = self.dataset.identity_kinds()
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            # hide_parameters: bound values (identifiers) never reach messages or logs
+            engine = create_engine(self.config["url"], hide_parameters=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_foreign_keys)
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        """Close pooled connections (tests, shutdown). Safe to call twice."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # ------------------------------------------------------------ check
+    def check(self) -> CheckResult:
+        """Every dataset mistake at once, each naming table and column: in the
+        dataset itself, then against the database. Never raises."""
+        problems = self.dataset.walk_problems() + self.dataset.erase_problems()
+        try:
+            with self.engine.connect() as conn:
+                tables, missing = reflect(conn, self.dataset)
+                problems += missing + schema_problems(conn, self.dataset, tables)
+        except SQLAlchemyError as exc:
+            problems.append(f"cannot reach the database: {_reason(exc)}")
+        except Exception as exc:  # a missing driver, a bad URL: report, never raise
+            problems.append(f"cannot use the database: {type(exc).__name__}")
+        if problems:
+            return CheckResult(False, f"{len(problems)} problem(s): " + "; ".join(problems))
+        order = " -> ".join(self.dataset.walk_order())
+        return CheckResult(True, f"{len(self.dataset.tables)} tables reachable ({order})")
+
+    def _tables(self, conn: Connection, erasing: bool) -> dict[str, Table]:
+        """The reflected tables; refuses (PermanentError) a dataset with mistakes."""
+        problems = self.dataset.walk_problems()
+        if erasing:
+            problems += self.dataset.erase_problems()
+        tables, missing = reflect(conn, self.dataset)
+        problems += missing
+        if not missing:
+            problems += (schema_problems(conn, self.dataset, tables) if erasing
+                         else missing_columns(self.dataset, tables))
+        if problems:
+            raise PermanentError("the dataset has mistakes (see dsar connectors check): "
+                                 + "; ".join(problems))
+        return tables
+
+    # ------------------------------------------------------------- find
+    def find(self, subject: Subject) -> Iterator[Record]:
+        """Yield one record per row of the subject, parents' tables first, streaming."""
+        if not subject.kinds & self.identity_kinds:
+            return
+        try:
+            with self.engine.connect() as conn:
+                tables = self._tables(conn, erasing=False)
+                for name in self.dataset.walk_order():
+                    yield from self._find_in(conn, tables, name, subject)
+        except OperationalError as exc:
+            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise PermanentError(f"database error while finding: {type(exc).__name__}") from None
+
+    def _find_in(self, conn: Connection, tables: dict[str, Table], name: str,
+                 subject: Subject) -> Iterator[Record]:
+        where = subject_rows(self.dataset, tables, name, subject)
+        if where is None:
+            return
+        spec, table = self.dataset.tables[name], tables[name]
+        query = select(table).where(where).order_by(table.c[spec.key])
+        count = 0
+        for row in conn.execute(query.execution_options(yield_per=BATCH)):
+            values = row._mapping
+            count += 1
+            yield Record(name, str(values[spec.key]), spec.category,
+                         {column: json_safe(value) for column, value in values.items()})
+        log.debug("sql %s: %d rows in table %s", self.name, count, name)
+
+    # ------------------------------------------------------------ erase
+    def plan_erasure(self, subject: Subject) -> ErasurePlan:
+        """One item per found row: DELETE, MASK (how, per column) or KEEP (the
+        hold and its reason). Keyed hashes are computed here, once, so erasing
+        twice writes the same pseudonyms. Changes nothing."""
+        plan = ErasurePlan(connector=self.name)
+        if not subject.kinds & self.identity_kinds:
+            return plan
+        pseudonyms: dict[str, dict[str, dict[str, str]]] = {}
+        try:
+            with self.engine.connect() as conn:
+                tables = self._tables(conn, erasing=True)
+                for name in self.dataset.walk_order():
+                    plan.items.extend(self._plan_in(conn, tables, name, subject, pseudonyms))
+        except OperationalError as exc:
+            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise PermanentError(f"database error while planning: {type(exc).__name__}") from None
+        if pseudonyms:
+            plan.extra["pseudonyms"] = pseudonyms
+        return plan
+
+    def _plan_in(self, conn: Connection, tables: dict[str, Table], name: str, subject: Subject,
+                 pseudonyms: dict[str, dict[str, dict[str, str]]]) -> Iterator[PlanItem]:
+        where = subject_rows(self.dataset, tables, name, subject)
+        if where is None:
+            return
+        spec, table = self.dataset.tables[name], tables[name]
+        action, detail = spec.row_action, self._detail(spec)
+        hashed = [c for c, s in spec.masked.items() if s.how == "hash"]
+        kinds = {column: kind for kind, column in spec.identity.items()}
+        query = select(table.c[spec.key], *(table.c[c] for c in hashed)).where(where)
+        for row in conn.execute(query.order_by(table.c[spec.key])
+                                .execution_options(yield_per=BATCH)):
+            key = str(row[0])
+            values = {c: pseudonym(self.config["hash_key"], v, kinds.get(c), _length(table, c))
+                      for c, v in zip(hashed, row[1:], strict=True) if v is not None}
+            if values:
+                pseudonyms.setdefault(name, {})[key] = values
+            yield PlanItem(name, key, action, detail)
+
+    def _detail(self, spec: TableSpec) -> str:
+        """What happens to every planned row of a table; the same for each row."""
+        masked = ", ".join(s.describe(c) for c, s in spec.masked.items())
+        if spec.row_action is Action.DELETE:
+            exits = [f"{r.table}.{r.column}" for r in self.dataset.exits()
+                     if r.parent == spec.name]
+            return "row deleted" + (f"; references to it in {', '.join(exits)} set to NULL"
+                                    if exits else "")
+        if spec.row_action is Action.MASK:
+            return f"masked: {masked}"
+        holds = [spec.hold] if spec.erase == "keep" and spec.hold else []
+        holds += sorted({s.value or "" for c, s in spec.columns.items()
+                         if c in spec.kept_identity} - set(holds))
+        kept = "; ".join(f"hold {h}: {self.dataset.hold_reason(spec, h)}" for h in holds)
+        return kept + (f"; masked: {masked}" if masked else "")
+
+    def erase(self, plan: ErasurePlan) -> ErasureResult:
+        """Carry out the plan in one transaction (see :mod:`.erasure` for the
+        order). Rows already gone or already masked are not an error."""
+        if plan.connector != self.name:
+            raise PermanentError(f"the plan is for connector {plan.connector!r}, not {self.name!r}")
+        if not plan.items:
+            return ErasureResult()
+        try:
+            with self.engine.begin() as conn:
+                tables = self._tables(conn, erasing=True)
+                deleted, masked = carry_out(conn, self.dataset, tables, plan)
+        except IntegrityError:
+            raise PermanentError("the database refused the erasure (a constraint the dataset "
+                                 "does not describe); nothing was changed") from None
+        except OperationalError as exc:
+            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise PermanentError(f"database error while erasing: {type(exc).__name__}") from None
+        log.info("sql %s: erased, %d deleted, %d masked", self.name, deleted, masked)
+        return ErasureResult(deleted=deleted, masked=masked, kept=len(plan.kept()))
+
+
+def _length(table: Table, column: str) -> int | None:
+    return getattr(table.c[column].type, "length", None)
+
+
+def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite enforces FOREIGN KEYs only when asked, per connection."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """A short reason without SQL parameters (the engine hides them anyway)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return first[:200]
