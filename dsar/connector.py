@@ -236,8 +236,8 @@ class Connector(ABC):
     """
 
     config_schema: ClassVar[type[Schema]]
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FIND})
-    #: may be narrowed per instance from its configuration
+    #: both may be narrowed per instance from its configuration
+    capabilities: frozenset[Capability] = frozenset({Capability.FIND})
     identity_kinds: frozenset[str] = frozenset({"email"})
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:

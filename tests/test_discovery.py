@@ -123,3 +123,49 @@ def test_subject_identifiers_are_encrypted(make_app: Callable[..., Flask],
         request = flow.get(session, request_id)
         blobs = b"".join(i.value_ct for i in request.identifiers)
     assert PHONE.encode() not in blobs and CUSTOMER.encode() not in blobs
+
+
+def test_real_connectors_email_to_phone(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    """The CRM row found by email carries a phone; the chat archive knows the
+    person only by that phone (their chat profile has a private address)."""
+    import sqlite3
+
+    crm = tmp_path / "crm.sqlite"
+    with sqlite3.connect(crm) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT, phone TEXT)")
+        db.executemany("INSERT INTO customers VALUES (?, ?, ?)",
+                       [(1, EMAIL, "+44 7700 900001"), (2, "bob@example.org", "+447700900002")])
+    chat = tmp_path / "chat"
+    (chat / "general").mkdir(parents=True)
+    users = [{"id": "U1", "name": "ann", "profile": {"email": "ann.private@example.net",
+                                                      "phone": "+447700900001"}},
+             {"id": "U2", "name": "bob", "profile": {"email": "bob@example.org",
+                                                      "phone": "+447700900002"}}]
+    (chat / "users.json").write_text(json.dumps(users))
+    (chat / "channels.json").write_text(json.dumps([{"id": "C1", "name": "general"}]))
+    (chat / "general" / "2026-01-05.json").write_text(json.dumps([
+        {"type": "message", "user": "U1", "text": "hello from Ann", "ts": "1.0"},
+        {"type": "message", "user": "U2", "text": "hello from Bob", "ts": "2.0"}]))
+    connectors = {
+        "crm": {"type": "sql", "url": f"sqlite:///{crm}", "tables": [
+            {"name": "customers", "identity": {"email": "email", "phone": "phone"},
+             "erase": "delete", "discover": True}]},
+        "chat": {"type": "slack_export", "path": str(chat)},
+    }
+    app = make_app(connectors, ERASURE_REVIEW=False)
+    rt = app.extensions["dsar"]
+    request_id = submit(rt, "access", EMAIL)
+    process(rt)
+    assert status(rt, request_id) == "completed"
+    made = manifest(rt, request_id)
+    assert ("phone", "+447700900001", "connector:crm") in {
+        (i["kind"], i["value"], i["source"]) for i in made["identifiers"]}
+    assert {c["name"]: c["records"] for c in made["connectors"]} == {"chat": 2, "crm": 1}
+
+    erasure = submit(rt, "erasure", EMAIL)
+    process(rt)
+    assert status(rt, erasure) == "completed"
+    day = json.loads((chat / "general" / "2026-01-05.json").read_text())
+    assert [m["user"] for m in day] == ["U2"]
+    with sqlite3.connect(crm) as db:
+        assert db.execute("SELECT id FROM customers").fetchall() == [(2,)]

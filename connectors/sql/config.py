@@ -92,6 +92,9 @@ class TableSchema(Schema):
     null_columns = fields.List(fields.String(), load_default=list)  # old form of columns
     hold = fields.String(load_default=None)
     reason = fields.String(load_default=None)
+    #: report this table's identity columns of the subject's rows as further
+    #: identifiers (identity expansion); off unless asked for
+    discover = fields.Boolean(load_default=False)
 
     @validates_schema
     def _reachable(self, data: dict[str, Any], **_: Any) -> None:

@@ -44,7 +44,7 @@ class SqlTableConnector(Connector):
     """
 
     config_schema = SqlConfigSchema
-    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.DISCOVER})
     identity_kinds = KINDS
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
@@ -52,6 +52,8 @@ class SqlTableConnector(Connector):
         self.dataset = Dataset.from_config(self.config)
         # per instance: the kinds its tables declare (the class lists the usual ones)
         self.identity_kinds = self.dataset.identity_kinds()
+        if not any(spec.discover for spec in self.dataset.tables.values()):
+            self.capabilities = frozenset({Capability.FIND, Capability.ERASE})
         self._engine: Engine | None = None
 
     @property
@@ -132,6 +134,40 @@ class SqlTableConnector(Connector):
             yield Record(name, str(values[spec.key]), spec.category,
                          {column: json_safe(value) for column, value in values.items()})
         log.debug("sql %s: %d rows in table %s", self.name, count, name)
+
+    # --------------------------------------------------------- discover
+    def discover(self, subject: Subject) -> dict[str, set[str]]:
+        """The identity columns' values on the subject's rows of the tables
+        marked ``discover = true`` (e.g. the phone on the customer row found
+        by email). Changes nothing."""
+        found: dict[str, set[str]] = {}
+        if not subject.kinds & self.identity_kinds:
+            return found
+        try:
+            with self.engine.connect() as conn:
+                tables = self._tables(conn, erasing=False)
+                for name in self.dataset.walk_order():
+                    for kind, value in self._identifiers_in(conn, tables, name, subject):
+                        found.setdefault(kind, set()).add(value)
+        except OperationalError as exc:
+            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise PermanentError(f"database error while discovering: {type(exc).__name__}"
+                                 ) from None
+        return found
+
+    def _identifiers_in(self, conn: Connection, tables: dict[str, Table], name: str,
+                        subject: Subject) -> Iterator[tuple[str, str]]:
+        spec, table = self.dataset.tables[name], tables[name]
+        where = subject_rows(self.dataset, tables, name, subject) if spec.discover else None
+        if where is None:
+            return
+        kinds = list(spec.identity)
+        query = select(*(table.c[spec.identity[k]] for k in kinds)).where(where)
+        for row in conn.execute(query.execution_options(yield_per=BATCH)):
+            for kind, value in zip(kinds, row, strict=True):
+                if value is not None and str(value).strip():
+                    yield kind, str(value).strip()
 
     # ------------------------------------------------------------ erase
     def plan_erasure(self, subject: Subject) -> ErasurePlan:

@@ -84,6 +84,7 @@ class TableSpec:
     columns: dict[str, Strategy]
     hold: str | None
     reason: str | None
+    discover: bool = False
 
     @property
     def masked(self) -> dict[str, Strategy]:
@@ -253,5 +254,5 @@ def _table(raw: Mapping[str, Any]) -> TableSpec:
         name=raw["name"], key=raw["key"], category=raw["category"],
         identity=dict(raw["identity"]), references=refs, erase=raw["erase"],
         columns={c: Strategy.parse(s) for c, s in raw["columns"].items()},
-        hold=raw.get("hold"), reason=raw.get("reason"),
+        hold=raw.get("hold"), reason=raw.get("reason"), discover=bool(raw.get("discover")),
     )

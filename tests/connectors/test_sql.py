@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from connectors.sql import SqlTableConnector, json_safe
-from dsar.connector import Action, PermanentError, RetryableError, Subject
+from dsar.connector import Action, Capability, PermanentError, RetryableError, Subject
 from dsar.testing import ConnectorContract
 
 ALICE = Subject({"email": {"alice@example.org"}, "phone": {"+44 20 7946 0958"}})
@@ -38,6 +38,7 @@ TABLES: list[dict[str, Any]] = [
         "identity": {"email": "email", "phone": "phone"},
         "erase": "null",
         "null_columns": ["email", "phone", "name", "avatar"],
+        "discover": True,
     },
     {
         "name": "newsletter",
@@ -314,3 +315,19 @@ def test_json_safe() -> None:
     assert json_safe(decimal.Decimal("1.10")) == "1.10"
     assert json_safe(memoryview(b"ab")) == "YWI="
     assert json_safe(True) is True and json_safe(None) is None
+
+
+def test_discover_reports_the_other_identity_columns(connector: SqlTableConnector) -> None:
+    found = connector.discover(Subject({"email": {"alice@example.org"}}))
+    assert any("7946" in v for v in found["phone"])  # the phone on Alice's customer row
+    assert "alice@example.org" in {v.lower() for v in found["email"]}
+    assert Capability.DISCOVER in connector.capabilities
+
+
+def test_discover_is_off_unless_a_table_asks(tmp_path: Path) -> None:
+    conn = make(f"sqlite:///{tmp_path / 'crm.sqlite'}", tables=[
+        {**TABLES[0], "discover": False}])
+    try:
+        assert Capability.DISCOVER not in conn.capabilities
+    finally:
+        conn.close()

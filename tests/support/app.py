@@ -21,14 +21,26 @@ __all__ = ["app", "cli", "make_app", "rt", "scripts", "write_connectors"]
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
-def write_connectors(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
-    """Write a connector TOML file from ``{instance: {key: value}}``."""
+def toml_value(value: Any) -> str:
+    """A TOML literal for a str, bool, number, list or (inline) table."""
     import json
 
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}"
+                                for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # strings and numbers: JSON's forms are valid TOML
+
+
+def write_connectors(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
+    """Write a connector TOML file from ``{instance: {key: value}}``."""
     lines = []
     for name, options in tables.items():
         lines.append(f"[connectors.{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
         lines.append("")
     path.write_text("\n".join(lines))
     return path
