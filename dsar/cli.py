@@ -188,6 +188,34 @@ def requests_approve(request_id: str) -> None:
     _decide(request_id, flow.approve)
 
 
+@requests.command("plan")
+@click.argument("request_id")
+@_json_option
+@with_appcontext
+def requests_plan(request_id: str, as_json: bool) -> None:
+    """Show what an erasure would delete, mask and keep, store by store,
+    before approving it. Changes nothing in the stores."""
+    from .workflow.preview import preview_erasure
+
+    rt = runtime()
+    _connectors_or_fail(rt)
+    with _transaction() as (rt, session):
+        request = _get(session, request_id)
+        if request.kind != "erasure":
+            raise click.ClickException(f"{request_id} is an {request.kind} request")
+        previews = preview_erasure(session, rt, request, actor=_actor())
+    if as_json:
+        click.echo(json.dumps(previews, indent=2))
+        return
+    for entry in previews:
+        counts = "  ".join(f"{k} {v}" for k, v in entry.get("summary", {}).items())
+        click.echo(f"{entry['connector']:<20} {counts or entry.get('error') or entry.get('note')}")
+        for group in entry.get("groups", []):
+            detail = f"  ({group['detail']})" if group["detail"] else ""
+            click.echo(f"  {group['collection']:<18} {group['action']:<6} "
+                       f"{group['records']:>5}{detail}")
+
+
 @requests.command("deny")
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why, in words the requester will read.")

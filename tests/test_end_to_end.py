@@ -195,3 +195,23 @@ def store_snapshot(demo: DemoInfo) -> dict[str, Any]:
             "mail_addresses": addresses, "mail_count": count,
             "chat_emails": {u.get("profile", {}).get("email") for u in users},
             "chat_messages": messages}
+
+
+def test_officer_sees_the_erasure_plan_before_approving(
+        demo_app: Flask, demo: DemoInfo, run: Callable[..., Result]) -> None:
+    before = store_snapshot(demo)
+    request_id = submit(run, "erasure", CAT.email)
+    previews = {p["connector"]: p for p in json.loads(
+        run("requests", "plan", request_id, "--json").output)}
+    assert set(previews) == {"crm", "mail", "chat"}
+    crm = {(g["collection"], g["action"]): g for g in previews["crm"]["groups"]}
+    assert crm[("invoices", "keep")]["records"] >= 1
+    assert "tax-records" in crm[("invoices", "keep")]["detail"]
+    assert crm[("orders", "delete")]["records"] >= 1
+    assert previews["mail"]["summary"]["delete"] >= 1
+    assert previews["chat"]["summary"]["delete"] >= 1
+    text = run("requests", "plan", request_id).output
+    assert "invoices" in text and "keep" in text
+    assert CAT.email not in text
+    assert store_snapshot(demo) == before  # nothing changed
+    assert show(run, request_id)["status"] == "awaiting_review"
