@@ -8,6 +8,7 @@ stops the start with a message naming the variable.
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,7 +97,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EXPORT_LINK_DAYS", 7, "Days a download link stays valid.", _positive_int),
     Setting("EXPORT_MAX_DOWNLOADS", 3, "Downloads allowed per export.", _positive_int),
     Setting("RATELIMIT_STORAGE_URI", "memory://", "Where rate-limit counters live: memory:// "
-            "(one process) or redis://host:6379/0 (shared by every process)."),
+            "(one process, lost on restart) or Redis, shared by every process: "
+            "redis://[:password@]host:6379/0, rediss:// (TLS), redis+unix://, "
+            "redis+sentinel://, redis+cluster:// (pip install 'dsar-toolkit[redis]'). Another "
+            "scheme, or Redis without the redis package, stops the start. Nothing connects at "
+            "start; while Redis cannot be reached (2 s connect/read timeout, override with "
+            "?socket_timeout=N) submit, verify and resend answer 503 and the error is logged: "
+            "limits fail closed, never skipped nor kept per process. Other pages keep working."),
     Setting("RATE_LIMIT_SUBMIT", "10 per hour", "Submissions per IP address, and separately "
             "per email address."),
     Setting("RATE_LIMIT_VERIFY", "20 per hour", "Code entries per IP address and per "
@@ -167,6 +174,26 @@ def _validate(values: Mapping[str, Any]) -> None:
             raise ConfigError("DSAR_SECRET_KEY: production refuses the development secret")
         if not values.get("SMTP_URL"):
             raise ConfigError("DSAR_SMTP_URL: production needs an SMTP server for notices")
+    _check_ratelimit_storage(str(values.get("RATELIMIT_STORAGE_URI") or ""))
+
+
+#: rate-limit storages dsar supports (schemes of the ``limits`` package); all but
+#: memory:// use the ``redis`` client
+RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel",
+                     "redis+cluster")
+
+
+def _check_ratelimit_storage(uri: str) -> None:
+    """The scheme is one dsar supports and its client is installed (no connection)."""
+    scheme, sep, _ = uri.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in RATELIMIT_SCHEMES:
+        what = f"unknown scheme {scheme!r}" if sep else "not a URI"
+        raise ConfigError(f"DSAR_RATELIMIT_STORAGE_URI: {what}; expected "
+                          + ", ".join(f"{s}://" for s in RATELIMIT_SCHEMES))
+    if scheme != "memory" and importlib.util.find_spec("redis") is None:
+        raise ConfigError(f"DSAR_RATELIMIT_STORAGE_URI: {scheme}:// needs the Python package "
+                          "redis: pip install 'dsar-toolkit[redis]'")
 
 
 def describe() -> str:

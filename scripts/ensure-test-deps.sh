@@ -11,12 +11,16 @@
 #                                            or server binaries (mariadbd, mariadb-install-db)
 #                                            for the tests to start a throwaway one (Debian
 #                                            package `mariadb-server`).
-#   scripts/ensure-test-deps.sh              both of the above.
+#   scripts/ensure-test-deps.sh redis        Redis: a server answering at $DSAR_TEST_REDIS
+#                                            (host:port) or 127.0.0.1:6379, or a redis-server
+#                                            binary for the tests to start a throwaway one
+#                                            (Debian package `redis-server`).
+#   scripts/ensure-test-deps.sh              all three of the above.
 #   scripts/ensure-test-deps.sh python-venv  Debian's python3-venv (for `python3 -m venv`).
 #
 # Installs with apt-get as root or through `sudo -n`; otherwise prints what to
-# install and exits 1. Starts no service: tests/support/postgres.py and
-# tests/support/mariadb.py do that.
+# install and exits 1. Starts no service: tests/support/postgres.py,
+# tests/support/mariadb.py and tests/support/redis.py do that.
 set -euo pipefail
 
 APT_UPDATED=0
@@ -112,6 +116,28 @@ ensure_mariadb() {
     say "mariadb: installed"
 }
 
+have_redis_binary() {
+    command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || [ -x /usr/sbin/redis-server ]
+}
+
+ensure_redis() {
+    local target="${DSAR_TEST_REDIS:-}"
+    if [ "$target" != "start" ]; then
+        local where="${target:-127.0.0.1:6379}"
+        if answers "$where"; then
+            say "redis: a server answers at $where"
+            return
+        fi
+    fi
+    if have_redis_binary; then
+        say "redis: redis-server present (the tests start a throwaway server)"
+        return
+    fi
+    apt_install redis-server
+    have_redis_binary || { echo "ensure-test-deps: redis-server installed but not found" >&2; exit 1; }
+    say "redis: installed"
+}
+
 ensure_python_venv() {
     # Called by the Makefile when `python3 -m venv` failed (Debian ships venv apart).
     local py="${PYTHON:-python3}" ver
@@ -121,9 +147,10 @@ ensure_python_venv() {
 }
 
 case "${1:-all}" in
-    all) ensure_postgresql; ensure_mariadb ;;
+    all) ensure_postgresql; ensure_mariadb; ensure_redis ;;
     postgresql) ensure_postgresql ;;
     mariadb) ensure_mariadb ;;
+    redis) ensure_redis ;;
     python-venv) ensure_python_venv ;;
-    *) echo "usage: $0 [all|postgresql|mariadb|python-venv]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|postgresql|mariadb|redis|python-venv]" >&2; exit 2 ;;
 esac

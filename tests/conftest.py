@@ -8,3 +8,4 @@ fixtures ``postgresql``, ``pg_url``, ``database_url`` and ``pg_server``. It defi
 from tests.support.app import *  # noqa: F401,F403
 from tests.support.mariadb import *  # noqa: F401,F403
 from tests.support.postgres import *  # noqa: F401,F403
+from tests.support.redis import *  # noqa: F401,F403
