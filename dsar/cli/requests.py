@@ -1,0 +1,209 @@
+"""``dsar requests``: submit, inspect and decide requests (the officer's stand-in
+until the console exists); each change commits once with its audit event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from ..runtime import runtime
+from .base import (
+    actor,
+    connectors_or_fail,
+    get_request,
+    json_option,
+    main,
+    print_result,
+    transaction,
+    validation_message,
+)
+
+# --- requests -------------------------------------------------------------------------
+
+@main.group()
+def requests() -> None:
+    """Submit, inspect and decide requests."""
+
+
+@requests.command("submit")
+@click.option("--kind", type=click.Choice(["access", "erasure"]), required=True)
+@click.option("--email", required=True, help="The subject's email address.")
+@click.option("--phone", default=None)
+@click.option("--customer-id", default=None)
+@click.option("--name", default=None)
+@click.option("--message", default=None)
+@click.option("--verified", is_flag=True,
+              help="Identity already checked out of band: start at once.")
+@json_option
+@with_appcontext
+def requests_submit(as_json: bool, verified: bool, **raw: Any) -> None:
+    """Record a request received by another channel (letter, phone, email)."""
+    from ..schemas.requests import SubmitInput
+    from ..workflow import requests as flow
+
+    try:
+        data = SubmitInput().load({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise click.UsageError(validation_message(exc)) from None
+    with transaction() as (rt, session):
+        if verified:
+            connectors_or_fail(rt)
+        request = flow.submit(session, rt, data["kind"], SubmitInput.identifiers(data),
+                              name=data["name"], message=data["message"], actor=actor())
+        if verified:
+            flow.mark_verified(session, rt, request, actor=actor(), method="out-of-band")
+        request_id, status = request.id, request.status
+    print_result({"id": request_id, "status": status}, as_json, f"{request_id} {status}")
+
+
+@requests.command("show")
+@click.argument("request_id")
+@json_option
+@with_appcontext
+def requests_show(request_id: str, as_json: bool) -> None:
+    """One request with its tasks."""
+    from ..schemas.requests import RequestOfficerView
+
+    with transaction() as (_rt, session):
+        view = RequestOfficerView().dump(get_request(session, request_id))
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    click.echo(f"{view['id']}  {view['kind']}  {view['status']}  due {view['due_at']}")
+    if view["status_reason"]:
+        click.echo(f"  reason: {view['status_reason']}")
+    for task in view["tasks"]:
+        error = f"  ({task['last_error']})" if task["last_error"] else ""
+        click.echo(f"  {task['connector']:<20} {task['step']:<7} {task['status']:<10} "
+                   f"records={task['records']} attempts={task['attempts']}{error}")
+
+
+@requests.command("list")
+@click.option("--status", default=None, help="Only requests in this state.")
+@json_option
+@with_appcontext
+def requests_list(status: str | None, as_json: bool) -> None:
+    """Requests, the oldest deadline first."""
+    from ..models import Request
+    from ..schemas.requests import RequestOfficerView
+
+    with transaction() as (_rt, session):
+        stmt = select(Request).order_by(Request.due_at)
+        if status:
+            stmt = stmt.where(Request.status == status)
+        rows = RequestOfficerView(many=True, exclude=("tasks", "identifiers")).dump(
+            session.scalars(stmt))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['kind']:<8} {row['status']:<17} due {row['due_at']}")
+
+
+def _decide(request_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
+    from ..workflow.states import IllegalTransition
+
+    try:
+        with transaction() as (rt, session):
+            request = get_request(session, request_id, lock=True)
+            action(session, rt, request, actor=actor(), **kwargs)
+            status = request.status
+    except (IllegalTransition, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{request_id} {status}")
+
+
+@requests.command("approve")
+@click.argument("request_id")
+@with_appcontext
+def requests_approve(request_id: str) -> None:
+    """Approve an erasure awaiting review; it starts processing."""
+    from ..workflow import requests as flow
+
+    connectors_or_fail(runtime())
+    _decide(request_id, flow.approve)
+
+
+@requests.command("plan")
+@click.argument("request_id")
+@json_option
+@with_appcontext
+def requests_plan(request_id: str, as_json: bool) -> None:
+    """Show what an erasure would delete, mask and keep, store by store,
+    before approving it. Changes nothing in the stores."""
+    from ..workflow.preview import preview_erasure
+
+    rt = runtime()
+    connectors_or_fail(rt)
+    with transaction() as (rt, session):
+        request = get_request(session, request_id)
+        if request.kind != "erasure":
+            raise click.ClickException(f"{request_id} is an {request.kind} request")
+        previews = preview_erasure(session, rt, request, actor=actor())
+    if as_json:
+        click.echo(json.dumps(previews, indent=2))
+        return
+    for entry in previews:
+        counts = "  ".join(f"{k} {v}" for k, v in entry.get("summary", {}).items())
+        click.echo(f"{entry['connector']:<20} {counts or entry.get('error') or entry.get('note')}")
+        for group in entry.get("groups", []):
+            detail = f"  ({group['detail']})" if group["detail"] else ""
+            click.echo(f"  {group['collection']:<18} {group['action']:<6} "
+                       f"{group['records']:>5}{detail}")
+
+
+@requests.command("deny")
+@click.argument("request_id")
+@click.option("--reason", required=True, help="Why, in words the requester will read.")
+@with_appcontext
+def requests_deny(request_id: str, reason: str) -> None:
+    """Deny an erasure awaiting review."""
+    from ..workflow import requests as flow
+
+    _decide(request_id, flow.deny, reason=reason)
+
+
+@requests.command("cancel")
+@click.argument("request_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def requests_cancel(request_id: str, reason: str) -> None:
+    """Cancel a request that has not ended."""
+    from ..workflow import requests as flow
+
+    _decide(request_id, flow.cancel, reason=reason)
+
+
+@requests.command("retry")
+@click.argument("request_id")
+@with_appcontext
+def requests_retry(request_id: str) -> None:
+    """Run the failed tasks of a partially failed request again."""
+    from ..workflow import requests as flow
+
+    connectors_or_fail(runtime())
+    _decide(request_id, flow.retry)
+
+
+@requests.command("process")
+@click.option("--workers", type=int, default=None, help="Worker threads (default DSAR_WORKERS).")
+@click.option("--timeout", type=float, default=3600.0, show_default=True,
+              help="Give up waiting after this many seconds.")
+@with_appcontext
+def requests_process(workers: int | None, timeout: float) -> None:
+    """Run all pending work (including retries as they fall due), then exit."""
+    from ..executor import InProcessExecutor
+
+    rt = runtime()
+    connectors_or_fail(rt)
+    with InProcessExecutor(rt, workers) as executor:
+        idle = executor.wait_until_idle(timeout)
+    if not idle:
+        raise click.ClickException(f"work still pending after {timeout:.0f} s")
+    click.echo("no pending work")

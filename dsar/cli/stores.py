@@ -1,0 +1,66 @@
+"""``dsar connectors``: installed types, configured instances, health, new packages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask.cli import with_appcontext
+
+from ..runtime import runtime
+from .base import connectors_or_fail, main
+
+# --- connectors -----------------------------------------------------------------------
+
+@main.group()
+def connectors() -> None:
+    """Installed connector types and configured instances."""
+
+
+@connectors.command("list")
+@with_appcontext
+def connectors_list() -> None:
+    """Installed types and the instances in the connector file."""
+    from ..registry import available_types
+
+    click.echo("installed types: " + ", ".join(sorted(available_types())))
+    for name, connector in connectors_or_fail(runtime()).items():
+        caps = ",".join(sorted(c.value for c in connector.capabilities))
+        kinds = ",".join(sorted(connector.identity_kinds))
+        click.echo(f"{name:<20} {type(connector).__name__:<24} {caps:<12} {kinds}")
+
+
+@connectors.command("check")
+@with_appcontext
+def connectors_check() -> None:
+    """Check every configured connector; non-zero exit if one is not ok."""
+    failed = 0
+    configured = connectors_or_fail(runtime())
+    if not configured:
+        raise click.ClickException("no connectors configured (DSAR_CONNECTORS)")
+    for name, connector in configured.items():
+        try:
+            result = connector.check()
+            ok, message = result.ok, result.message
+        except Exception as exc:  # check() must not raise; report it as not ok
+            ok, message = False, f"check raised {type(exc).__name__}"
+        failed += not ok
+        click.echo(f"{name:<20} {'ok' if ok else 'FAILED':<7} {message}")
+    if failed:
+        sys.exit(1)
+
+
+@connectors.command("new")
+@click.argument("name")
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=".",
+              show_default=True, help="Where to create the package folder.")
+def connectors_new(name: str, directory: Path) -> None:
+    """Write a working connector package to start from (entry point, class, tests)."""
+    from ..scaffold import ScaffoldError, new_connector
+
+    try:
+        target = new_connector(name, directory)
+    except ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {target}\nnext: pip install -e {target} && pytest {target}")
