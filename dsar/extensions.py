@@ -99,3 +99,10 @@ def request_key() -> str:
 def configured_limit(name: str) -> Callable[[], str]:
     """A limit read from the app's settings at request time (``RATE_LIMIT_<NAME>``)."""
     return lambda: str(current_app.config[f"RATE_LIMIT_{name}"])
+
+
+def keep_own_retry_after() -> None:
+    """Stop Flask-Limiter from overwriting a ``Retry-After`` the view set itself
+    (e.g. a resend cooldown) with the end of its own window, which has nothing
+    to do with that refusal. Relies on ``limiter.context`` (a test guards it)."""
+    limiter.context.view_rate_limit = None

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from ..extensions import limiter
+from ..extensions import keep_own_retry_after
 from ..runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,7 @@ def error_response(error: ApiError) -> Response:
     response.status_code = error.status
     response.headers.update(error.headers)
     if "Retry-After" in error.headers:
-        # Flask-Limiter would overwrite our Retry-After with the later of it
-        # and its own window's reset, which has nothing to do with this refusal.
-        limiter.context.view_rate_limit = None
+        keep_own_retry_after()
     return response
 
 

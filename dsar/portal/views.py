@@ -14,7 +14,13 @@ from flask import Response, abort, flash, redirect, request, send_file, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..extensions import configured_limit, email_key, limiter, request_key
+from ..extensions import (
+    configured_limit,
+    email_key,
+    keep_own_retry_after,
+    limiter,
+    request_key,
+)
 from ..mail import MailError
 from ..models import Request
 from ..runtime import Runtime, runtime
@@ -124,6 +130,7 @@ def resend(request_id: str) -> Response | BaseResponse:
     except verification.ResendTooSoon as exc:
         response = message("error.429.title", rt.texts[exc.key].format(**exc.params), 429)
         response.headers["Retry-After"] = str(exc.params["seconds"])
+        keep_own_retry_after()
         return response
     except verification.NotWaiting as exc:
         return message("error.409.title", rt.texts[exc.key], 409)
