@@ -1,9 +1,18 @@
 # dsar developer tasks. `make test` on a fresh Debian 12 (python3 only) creates .venv,
-# installs the project with [test], makes sure PostgreSQL is available, lints,
-# type-checks and runs pytest against a real PostgreSQL.
+# installs the project with [test], makes sure PostgreSQL, MariaDB and Redis are
+# available (scripts/ensure-test-deps.sh), lints, type-checks and runs pytest against
+# the real servers: running ones, or throwaway ones the tests start and stop.
 #
 #   make test PYTEST_ARGS='tests/test_infra_postgres.py -x'   # pass arguments to pytest
-#   DSAR_TEST_PG=start make test    # force a throwaway PostgreSQL (see tests/support/postgres.py)
+#
+# Each server is chosen by an env var: host:port uses that server (exit 3 if it does not
+# answer), `start` forces a throwaway one, unset probes the default address (override
+# with the _PROBE var) and falls back to a throwaway one:
+#   DSAR_TEST_PG=start make test        # PostgreSQL, probe DSAR_TEST_PG_PROBE (127.0.0.1:5432)
+#   DSAR_TEST_MARIADB=start make test   # MariaDB, probe DSAR_TEST_MARIADB_PROBE (127.0.0.1:3306)
+#   DSAR_TEST_REDIS=start make test     # Redis, probe DSAR_TEST_REDIS_PROBE (127.0.0.1:6379)
+# See tests/support/{postgres,mariadb,redis}.py, and tests/support/servers.py for what
+# they share.
 
 PYTHON ?= python3
 VENV   := .venv

@@ -1,11 +1,36 @@
 """Shared fixtures for dsar's tests.
 
-PostgreSQL (a running server or a throwaway one) comes from tests/support/postgres.py:
-fixtures ``postgresql``, ``pg_url``, ``database_url`` and ``pg_server``. It defines
-``pytest_configure``; a ``pytest_configure`` added here must call it.
+Three real servers, each a running one or a throwaway one the tests start (and stop
+at the end, at exit or on SIGTERM); when none can be had the run exits with code 3
+saying what to install, tests are never skipped:
+
+* PostgreSQL, tests/support/postgres.py: ``DSAR_TEST_PG`` (``host:port`` or ``start``;
+  unset: probe ``DSAR_TEST_PG_PROBE``, default 127.0.0.1:5432). Fixtures
+  ``postgresql``, ``pg_url``, ``database_url`` and ``pg_server``; hooks
+  ``pytest_configure`` and ``pytest_unconfigure``.
+* MariaDB, tests/support/mariadb.py: ``DSAR_TEST_MARIADB`` (unset: probe
+  ``DSAR_TEST_MARIADB_PROBE``, default 127.0.0.1:3306; password ``MYSQL_PWD``).
+  Fixtures ``mariadb_url`` and ``mariadb_server``; hook ``pytest_collection_finish``.
+* Redis, tests/support/redis.py: ``DSAR_TEST_REDIS`` (unset: probe
+  ``DSAR_TEST_REDIS_PROBE``, default 127.0.0.1:6379; password ``REDISCLI_AUTH``,
+  database ``DSAR_TEST_REDIS_DB``, default 13). Fixtures ``redis_db`` and
+  ``redis_server``; hook ``pytest_collection_modifyitems``.
+
+What they share (free ports, ``host:port`` parsing, stale scratch dirs, the cleanup
+registry, exit code 3, the one ``pytest_report_header``, re-exported by postgres.py)
+is in tests/support/servers.py.
+
+pytest finds hooks here by name, so each module owns different ones:
+``check_unique_hooks`` fails at import if two would export different hooks under
+one name. A ``pytest_configure`` (or any of the hooks above) added here must call
+the module's own.
 """
 
+from tests.support import mariadb, postgres, redis
 from tests.support.app import *  # noqa: F401,F403
 from tests.support.mariadb import *  # noqa: F401,F403
 from tests.support.postgres import *  # noqa: F401,F403
 from tests.support.redis import *  # noqa: F401,F403
+from tests.support.servers import check_unique_hooks
+
+check_unique_hooks(postgres, mariadb, redis)

@@ -23,7 +23,8 @@ from dsar.config import ConfigError
 from tests.api.helpers import BASE, counts, error_of, submit
 from tests.portal.journey import Browser, count
 from tests.support.app import SECRET
-from tests.support.redis import RedisDb, _free_port
+from tests.support.redis import RedisDb
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -144,7 +145,7 @@ def test_unreachable_redis_fails_closed(make_app: Callable[..., Flask], tmp_path
     """The app starts (no connection at start); submit answers 503 on the API and
     the portal, writes nothing and logs the variable without the password; pages
     that are not limited keep working."""
-    uri = f"redis://:s3cret-pw@127.0.0.1:{_free_port()}/13"
+    uri = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/13"
     app = make_app(RATELIMIT_STORAGE_URI=uri, TESTING=True,
                    OUTBOX_DIR=str(tmp_path / "outbox"))
     client, rt = app.test_client(), app.extensions["dsar"]

@@ -26,12 +26,13 @@ exits with code 3 saying what to install: tests needing MariaDB are never skippe
 This module defines only the hook ``pytest_collection_finish``:
 ``tests/support/postgres.py`` owns ``pytest_configure`` and both are star-imported
 into one conftest. (Exiting from a fixture instead would break pytest's own
-teardown of fixtures set up before it.)
+teardown of fixtures set up before it.) Its line in the report header goes through
+``servers.add_report_line``; the helpers shared with ``postgres.py`` and ``redis.py``
+are in ``tests/support/servers.py``.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import os
 import secrets
@@ -40,12 +41,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import servers
 
 __all__ = ["MariaDbServer", "mariadb_server", "mariadb_url", "pytest_collection_finish"]
 
@@ -75,7 +77,7 @@ class MariaDbServer:
 
     @property
     def label(self) -> str:
-        how = "throwaway, started by the tests" if self.throwaway else "running"
+        how = servers.throwaway_or_running(self.throwaway)
         return f"{self.host}:{self.port} {self.version} ({how})"
 
     def url(self, database: str = "") -> str:
@@ -91,19 +93,26 @@ class MariaDbServer:
     def stop(self) -> None:
         """Stop a throwaway server and remove its scratch dir; idempotent."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # SIGTERM: mariadbd shuts down cleanly
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        # SIGTERM: mariadbd shuts down cleanly
+        servers.stop_process(proc, signal.SIGTERM, timeout_s=30)
         scratch, self.scratch = self.scratch, None
         if self.throwaway and scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 _server: MariaDbServer | None = None
+
+
+def _report_line() -> str:
+    """The header line (the header is printed before collection: usually not chosen yet)."""
+    if _server is not None:
+        return f"mariadb: {_server.label}"
+    target = os.environ.get(ENV_TARGET, "").strip()
+    setting = f"{ENV_TARGET}={target}" if target else f"{ENV_TARGET} unset"
+    return f"mariadb: chosen after collection, if a test needs it ({setting})"
+
+
+servers.add_report_line(_report_line)
 
 # --------------------------------------------------------------------------- hooks
 
@@ -135,7 +144,7 @@ def mariadb_server() -> Iterator[MariaDbServer]:
     yield _server
     server, _server = _server, None
     if server.throwaway:
-        _shutdown()
+        servers.stop_server(server)
 
 
 @pytest.fixture
@@ -164,36 +173,15 @@ def _require_driver() -> None:
     try:
         import pymysql  # noqa: F401
     except ImportError:
-        pytest.exit("PyMySQL is missing: pip install -e '.[test]' (or 'PyMySQL>=1.1,<2')",
-                    returncode=3)
+        servers.exit_tests("PyMySQL is missing: pip install -e '.[test]' (or 'PyMySQL>=1.1,<2')")
 
 
 def _choose_server() -> MariaDbServer:
-    target = os.environ.get(ENV_TARGET, "").strip()
     password = os.environ.get("MYSQL_PWD", "")
-    if target == "start":
-        return _start_throwaway()
-    if target:
-        host, port = _parse_hostport(target, ENV_TARGET)
-        server = MariaDbServer(host, port, password=password)
-        error = _probe(server, deadline_s=3.0)
-        if error:
-            pytest.exit(f"{ENV_TARGET}={target}: no MariaDB answered as root within 3 s "
-                        f"({error}). Unset it to use {DEFAULT_PROBE} or a throwaway "
-                        f"server, or set {ENV_TARGET}=start.", returncode=3)
-        return server
-    host, port = _parse_hostport(os.environ.get(ENV_PROBE, DEFAULT_PROBE), ENV_PROBE)
-    server = MariaDbServer(host, port, password=password)
-    if _probe(server, deadline_s=2.0, retry=False) is None:
-        return server
-    return _start_throwaway()
-
-
-def _parse_hostport(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        pytest.exit(f"{name}={value!r}: expected host:port (or 'start')", returncode=3)
-    return host, int(port)
+    return servers.choose_server(
+        ENV_TARGET, ENV_PROBE, DEFAULT_PROBE,
+        at=lambda host, port: MariaDbServer(host, port, password=password),
+        probe=_probe, start=_start_throwaway, no_answer="no MariaDB answered as root")
 
 
 def _probe(server: MariaDbServer, deadline_s: float, retry: bool = True) -> str | None:
@@ -201,26 +189,19 @@ def _probe(server: MariaDbServer, deadline_s: float, retry: bool = True) -> str 
     With retry=False one attempt is made: a refused connection answers at once."""
     import pymysql
 
-    deadline = time.monotonic() + deadline_s
-    while True:
-        left = max(1, int(deadline - time.monotonic() + 0.999))
+    def attempt(seconds_left: float) -> None:
+        left = max(1, int(seconds_left + 0.999))
+        with socket.create_connection((server.host, server.port), timeout=min(1.0, left)):
+            pass
+        conn = server.connect(connect_timeout=left)
         try:
-            with socket.create_connection((server.host, server.port), timeout=min(1.0, left)):
-                pass
-            conn = server.connect(connect_timeout=left)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT VERSION()")
-                    server.version = str(cur.fetchone()[0])
-            finally:
-                conn.close()
-            return None
-        except (OSError, pymysql.Error) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            error = f"{type(exc).__name__}: {first_line}"
-        if not retry or time.monotonic() + 0.25 >= deadline:
-            return error
-        time.sleep(0.25)
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                server.version = str(cur.fetchone()[0])
+        finally:
+            conn.close()
+
+    return servers.probe_until(attempt, deadline_s, retry, (OSError, pymysql.Error))
 
 
 # --------------------------------------------------------------- throwaway server
@@ -238,48 +219,21 @@ def _find_binaries() -> dict[str, str] | None:
     return found if len(found) == 2 else None
 
 
-def _remove_stale_scratch(base: str) -> None:
-    """Remove dsar-mariadb-* dirs left by a killed run (old, and no live server)."""
-    for path in Path(base).glob("dsar-mariadb-*"):
-        try:
-            if time.time() - path.stat().st_mtime < 600:
-                continue  # maybe another run starting right now
-            pid_file = path / "mariadbd.pid"
-            if pid_file.exists():
-                os.kill(int(pid_file.read_text().split()[0]), 0)
-                continue  # its server still runs
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError, IndexError):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_throwaway() -> MariaDbServer:
     bins = _find_binaries()
     if bins is None:
-        pytest.exit("no MariaDB answers and no server binaries (mariadb-install-db, "
-                    f"mariadbd) were found: {INSTALL_HINT}", returncode=3)
-    base = tempfile.gettempdir()
-    _remove_stale_scratch(base)
-    scratch = Path(tempfile.mkdtemp(prefix="dsar-mariadb-", dir=base))
+        servers.exit_tests("no MariaDB answers and no server binaries (mariadb-install-db, "
+                           f"mariadbd) were found: {INSTALL_HINT}")
+    scratch = servers.new_scratch("dsar-mariadb-", "mariadbd.pid", tempfile.gettempdir())
     server = MariaDbServer("127.0.0.1", 0, throwaway=True, scratch=scratch)
-    _register_cleanup(server)
-    try:
+    servers.register_cleanup(server)
+
+    def start() -> None:
         _install_db(bins["install_db"], scratch)
         _start_mariadbd(server, bins["server"])
-    except Exception as exc:
-        log = scratch / "mariadbd.log"
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        server.stop()
-        pytest.exit(f"could not start a throwaway MariaDB ({bins['server']}): {exc}\n{tail}\n"
-                    f"Hint: {INSTALL_HINT}", returncode=3)
+
+    servers.start_or_exit(server, start, f"MariaDB ({bins['server']})",
+                          scratch / "mariadbd.log", INSTALL_HINT)
     return server
 
 
@@ -302,7 +256,7 @@ def _start_mariadbd(server: MariaDbServer, mariadbd: str) -> None:
     assert server.scratch is not None
     scratch = server.scratch
     for _attempt in range(3):  # the free port can be taken between probe and bind
-        server.port = _free_port()
+        server.port = servers.free_port()
         cmd = [mariadbd, "--no-defaults", f"--datadir={scratch / 'data'}", *_as_root(),
                "--bind-address=127.0.0.1", f"--port={server.port}",
                f"--socket={scratch / 'mariadbd.sock'}", f"--pid-file={scratch / 'mariadbd.pid'}",
@@ -311,39 +265,13 @@ def _start_mariadbd(server: MariaDbServer, mariadbd: str) -> None:
                "--innodb-flush-log-at-trx-commit=0", "--skip-innodb-doublewrite"]
         server.process = subprocess.Popen(cmd, cwd=scratch, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while server.process.poll() is None and time.monotonic() < deadline:
-            if _probe(server, deadline_s=0.5) is None:
-                return
+        if servers.wait_until_answers(
+            server.process, lambda: _probe(server, deadline_s=0.5) is None, START_TIMEOUT_S
+        ):
+            return
         proc, server.process = server.process, None
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
     raise RuntimeError(f"mariadbd did not accept connections within {START_TIMEOUT_S:.0f} s")
 
-
-_owned: list[MariaDbServer] = []
-
-
-def _register_cleanup(server: MariaDbServer) -> None:
-    if not _owned:
-        atexit.register(_shutdown)  # backup if the session fixture's teardown is never reached
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            # SIGTERM skips atexit and fixture teardown: stop the server, then die as asked.
-            _shutdown()
-            signal.signal(signal.SIGTERM, previous if callable(previous) else signal.SIG_DFL)
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        if previous in (signal.SIG_DFL, None) or callable(previous):
-            signal.signal(signal.SIGTERM, on_sigterm)
-    _owned.append(server)
-
-
-def _shutdown() -> None:
-    while _owned:
-        _owned.pop().stop()

@@ -2,8 +2,10 @@
 
 ``tests/conftest.py`` star-imports this module, which brings in:
 
-* the hooks ``pytest_configure`` / ``pytest_unconfigure`` / ``pytest_report_header``
-  (a conftest that needs its own ``pytest_configure`` must call this one from it);
+* the hooks ``pytest_configure`` / ``pytest_unconfigure`` (a conftest that needs its
+  own ``pytest_configure`` must call this one from it) and ``pytest_report_header``,
+  which is ``tests/support/servers.py``'s: one line per server (PostgreSQL, MariaDB,
+  Redis), re-exported here so that it is defined once;
 * fixtures ``pg_server`` (session: where the server is), ``postgresql_noproc`` and
   ``postgresql`` (pytest-postgresql: a fresh database per test), ``pg_url`` (SQLAlchemy
   URL of that database) and ``database_url`` (parametrised over sqlite and postgresql).
@@ -19,13 +21,14 @@ Which server, decided once in ``pytest_configure`` before any fixture runs:
 The throwaway server lives in a scratch dir (``dsar-pg-*`` in the temp dir, outside
 pytest's 0700 basetemp), runs as ``postgres`` when we are root (PostgreSQL refuses
 root), listens on a free loopback port with trust auth, and is stopped and removed
-in ``pytest_unconfigure``. If it cannot start, pytest exits with code 3 saying what
-to install: tests needing PostgreSQL are never skipped.
+in ``pytest_unconfigure`` (or at exit, or on SIGTERM: ``servers.register_cleanup``).
+If it cannot start, pytest exits with code 3 saying what to install: tests needing
+PostgreSQL are never skipped. The helpers shared with ``mariadb.py`` and ``redis.py``
+are in ``tests/support/servers.py``.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import glob
 import os
@@ -36,13 +39,15 @@ import socket
 import stat
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from pytest_postgresql import factories
+
+from tests.support import servers
+from tests.support.servers import pytest_report_header
 
 __all__ = [
     "PgServer",
@@ -82,8 +87,7 @@ class PgServer:
 
     @property
     def label(self) -> str:
-        how = "throwaway, started by the tests" if self.throwaway else "running"
-        return f"{self.host}:{self.port} ({how})"
+        return f"{self.host}:{self.port} ({servers.throwaway_or_running(self.throwaway)})"
 
     def stop(self) -> None:
         """Stop a throwaway server and remove its scratch dir; idempotent."""
@@ -94,16 +98,12 @@ class PgServer:
 
     def stop_process(self) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)  # immediate shutdown: nothing to keep
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        # SIGQUIT: immediate shutdown, nothing to keep
+        servers.stop_process(proc, signal.SIGQUIT, timeout_s=15)
 
 
 _server: PgServer | None = None
+servers.add_report_line(lambda: f"postgresql: {_server.label if _server else 'not chosen'}")
 
 
 # --------------------------------------------------------------------------- hooks
@@ -126,11 +126,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    _shutdown()
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    return f"postgresql: {_server.label if _server else 'not chosen'}"
+    global _server
+    server, _server = _server, None
+    if server is not None and server.throwaway:
+        servers.stop_server(server)
 
 
 # ------------------------------------------------------------------------ fixtures
@@ -167,32 +166,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _choose_server() -> PgServer:
-    target = os.environ.get(ENV_TARGET, "").strip()
-    if target == "start":
-        return _start_throwaway()
-    if target:
-        host, port = _parse_hostport(target, ENV_TARGET)
-        error = _probe(host, port, deadline_s=3.0)
-        if error:
-            pytest.exit(
-                f"{ENV_TARGET}={target}: no PostgreSQL answered as user {PG_USER} "
-                f"within 3 s ({error}). Unset it to use 127.0.0.1:5432 or a throwaway "
-                f"server, or set {ENV_TARGET}=start.",
-                returncode=3,
-            )
-        return PgServer(host, port, password=os.environ.get("PGPASSWORD"))
-    probe = os.environ.get(ENV_PROBE, DEFAULT_PROBE)
-    host, port = _parse_hostport(probe, ENV_PROBE)
-    if _probe(host, port, deadline_s=2.0, retry=False) is None:
-        return PgServer(host, port, password=os.environ.get("PGPASSWORD"))
-    return _start_throwaway()
-
-
-def _parse_hostport(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        pytest.exit(f"{name}={value!r}: expected host:port (or 'start')", returncode=3)
-    return host, int(port)
+    return servers.choose_server(
+        ENV_TARGET,
+        ENV_PROBE,
+        DEFAULT_PROBE,
+        at=lambda host, port: PgServer(host, port, password=os.environ.get("PGPASSWORD")),
+        probe=lambda server, deadline_s, retry: _probe(server.host, server.port, deadline_s, retry),
+        start=_start_throwaway,
+        no_answer=f"no PostgreSQL answered as user {PG_USER}",
+    )
 
 
 def _probe(host: str, port: int, deadline_s: float, retry: bool = True) -> str | None:
@@ -200,28 +182,20 @@ def _probe(host: str, port: int, deadline_s: float, retry: bool = True) -> str |
 
     With retry=False one attempt is made: a refused connection answers at once.
     """
-    deadline = time.monotonic() + deadline_s
-    error = "no attempt"
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            with socket.create_connection((host, port), timeout=max(0.2, min(1.0, left))):
-                pass
-            with psycopg.connect(
-                host=host,
-                port=port,
-                user=PG_USER,
-                dbname="postgres",
-                connect_timeout=max(1, int(left + 0.999)),
-            ) as conn:
-                conn.execute("SELECT 1")
-            return None
-        except (OSError, psycopg.Error) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            error = f"{type(exc).__name__}: {first_line}"
-        if not retry or time.monotonic() + 0.25 >= deadline:
-            return error
-        time.sleep(0.25)
+
+    def attempt(left: float) -> None:
+        with socket.create_connection((host, port), timeout=max(0.2, min(1.0, left))):
+            pass
+        with psycopg.connect(
+            host=host,
+            port=port,
+            user=PG_USER,
+            dbname="postgres",
+            connect_timeout=max(1, int(left + 0.999)),
+        ) as conn:
+            conn.execute("SELECT 1")
+
+    return servers.probe_until(attempt, deadline_s, retry, (OSError, psycopg.Error))
 
 
 # --------------------------------------------------------------- throwaway server
@@ -264,67 +238,37 @@ def _scratch_base(as_root: bool) -> str:
     return base
 
 
-def _remove_stale_scratch(base: str) -> None:
-    """Remove dsar-pg-* dirs left by a killed run (old, and no live postmaster)."""
-    for path in Path(base).glob("dsar-pg-*"):
-        try:
-            if time.time() - path.stat().st_mtime < 600:
-                continue  # maybe another run starting right now
-            pid_file = path / "data" / "postmaster.pid"
-            if pid_file.exists():
-                os.kill(int(pid_file.read_text().split()[0]), 0)
-                continue  # its server still runs
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError, IndexError):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_throwaway() -> PgServer:
     bins = _find_binaries()
     if bins is None:
-        pytest.exit(
+        servers.exit_tests(
             "no running PostgreSQL and no server binaries (initdb, postgres) found under "
-            f"/usr/lib/postgresql/*/bin or on PATH: {INSTALL_HINT}",
-            returncode=3,
+            f"/usr/lib/postgresql/*/bin or on PATH: {INSTALL_HINT}"
         )
     owner = None
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam(PG_USER)
         except KeyError:
-            pytest.exit(
+            servers.exit_tests(
                 f"running as root but there is no '{PG_USER}' user to run PostgreSQL as "
-                f"(it refuses root): {INSTALL_HINT}",
-                returncode=3,
+                f"(it refuses root): {INSTALL_HINT}"
             )
     base = _scratch_base(owner is not None)
-    _remove_stale_scratch(base)
-    scratch = Path(tempfile.mkdtemp(prefix="dsar-pg-", dir=base))
+    scratch = servers.new_scratch("dsar-pg-", "data/postmaster.pid", base)
     server = PgServer("127.0.0.1", 0, throwaway=True, scratch=scratch)
-    _register_cleanup(server)
-    try:
+    servers.register_cleanup(server)
+
+    def start() -> None:
         scratch.chmod(0o755)
         if owner is not None:
             os.chown(scratch, owner.pw_uid, owner.pw_gid)
         _initdb(bins["initdb"], scratch, owner)
         _start_postgres(server, bins["postgres"], owner)
-    except Exception as exc:
-        log = scratch / "postgres.log"
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        server.stop()
-        pytest.exit(
-            f"could not start a throwaway PostgreSQL ({bins['postgres']}): {exc}\n{tail}\n"
-            f"Hint: {INSTALL_HINT}",
-            returncode=3,
-        )
+
+    servers.start_or_exit(
+        server, start, f"PostgreSQL ({bins['postgres']})", scratch / "postgres.log", INSTALL_HINT
+    )
     return server
 
 
@@ -351,7 +295,7 @@ def _start_postgres(server: PgServer, postgres: str, owner: pwd.struct_passwd | 
     assert server.scratch is not None
     scratch = server.scratch
     for _attempt in range(3):  # the free port can be taken between probe and bind
-        server.port = _free_port()
+        server.port = servers.free_port()
         cmd = [postgres, "-D", str(scratch / "data"), "-p", str(server.port)]
         for setting in (
             "listen_addresses=127.0.0.1",
@@ -370,38 +314,12 @@ def _start_postgres(server: PgServer, postgres: str, owner: pwd.struct_passwd | 
                 stderr=log,
                 **_as_user(owner),
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while server.process.poll() is None and time.monotonic() < deadline:
-            if _probe(server.host, server.port, deadline_s=0.5) is None:
-                return
+        if servers.wait_until_answers(
+            server.process,
+            lambda: _probe(server.host, server.port, deadline_s=0.5) is None,
+            START_TIMEOUT_S,
+        ):
+            return
         server.stop_process()
     raise RuntimeError(f"postgres did not accept connections within {START_TIMEOUT_S:.0f} s")
 
-
-_owned: list[PgServer] = []
-
-
-def _register_cleanup(server: PgServer) -> None:
-    if not _owned:
-        atexit.register(_shutdown)  # backup if pytest_unconfigure is never reached
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            # SIGTERM skips atexit and pytest_unconfigure: stop the server, then die as asked.
-            _shutdown()
-            signal.signal(signal.SIGTERM, previous if callable(previous) else signal.SIG_DFL)
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        if previous in (signal.SIG_DFL, None) or callable(previous):
-            signal.signal(signal.SIGTERM, on_sigterm)
-    _owned.append(server)
-
-
-def _shutdown() -> None:
-    global _server
-    _server = None
-    while _owned:
-        _owned.pop().stop()

@@ -31,26 +31,27 @@ concurrent runs are safe.
 The hook names are taken: ``tests/support/postgres.py`` owns ``pytest_configure``,
 ``tests/support/mariadb.py`` ``pytest_collection_finish``; this module defines only
 ``pytest_collection_modifyitems``. (Exiting from a fixture instead would break
-pytest's own teardown of fixtures set up before it.)
+pytest's own teardown of fixtures set up before it.) Its line in the report header
+goes through ``servers.add_report_line``; the helpers shared with ``postgres.py`` and
+``mariadb.py`` are in ``tests/support/servers.py``.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import servers
 
 __all__ = ["RedisDb", "RedisServer", "pytest_collection_modifyitems", "redis_db",
            "redis_server"]
@@ -82,7 +83,7 @@ class RedisServer:
 
     @property
     def label(self) -> str:
-        how = "throwaway, started by the tests" if self.throwaway else "running"
+        how = servers.throwaway_or_running(self.throwaway)
         return f"{self.host}:{self.port} {self.version} ({how})"
 
     def url(self, db: int) -> str:
@@ -99,13 +100,8 @@ class RedisServer:
     def stop(self) -> None:
         """Stop a throwaway server and remove its scratch dir; idempotent."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # SIGTERM: redis-server exits (nothing to save)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        # SIGTERM: redis-server exits (nothing to save)
+        servers.stop_process(proc, signal.SIGTERM, timeout_s=10)
         scratch, self.scratch = self.scratch, None
         if self.throwaway and scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -149,6 +145,18 @@ class RedisDb:
 
 _server: RedisServer | None = None
 
+
+def _report_line() -> str:
+    """The header line (the header is printed before collection: usually not chosen yet)."""
+    if _server is not None:
+        return f"redis: {_server.label}"
+    target = os.environ.get(ENV_TARGET, "").strip()
+    setting = f"{ENV_TARGET}={target}" if target else f"{ENV_TARGET} unset"
+    return f"redis: chosen after collection, if a test needs it ({setting})"
+
+
+servers.add_report_line(_report_line)
+
 # --------------------------------------------------------------------------- hooks
 
 
@@ -177,7 +185,7 @@ def redis_server() -> Iterator[RedisServer]:
     yield _server
     server, _server = _server, None
     if server.throwaway:
-        _shutdown()
+        servers.stop_server(server)
 
 
 @pytest.fixture
@@ -196,44 +204,24 @@ def _require_client() -> None:
     try:
         import redis  # noqa: F401
     except ImportError:
-        pytest.exit("the redis client is missing: pip install -e '.[test]' (or "
-                    "'redis>=5,<7')", returncode=3)
+        servers.exit_tests("the redis client is missing: pip install -e '.[test]' (or "
+                           "'redis>=5,<7')")
 
 
 def _db_index() -> int:
     raw = os.environ.get(ENV_DB, str(DEFAULT_DB))
     if not raw.isdigit() or int(raw) == 0:
-        pytest.exit(f"{ENV_DB}={raw!r}: expected a database number above 0 (0 is "
-                    "everyone's default; the tests keep out of it)", returncode=3)
+        servers.exit_tests(f"{ENV_DB}={raw!r}: expected a database number above 0 (0 is "
+                           "everyone's default; the tests keep out of it)")
     return int(raw)
 
 
 def _choose_server() -> RedisServer:
-    target = os.environ.get(ENV_TARGET, "").strip()
     password = os.environ.get("REDISCLI_AUTH", "")
-    if target == "start":
-        return _start_throwaway()
-    if target:
-        host, port = _parse_hostport(target, ENV_TARGET)
-        server = RedisServer(host, port, password=password)
-        error = _probe(server, deadline_s=3.0)
-        if error:
-            pytest.exit(f"{ENV_TARGET}={target}: no Redis answered PING within 3 s "
-                        f"({error}). Unset it to use {DEFAULT_PROBE} or a throwaway "
-                        f"server, or set {ENV_TARGET}=start.", returncode=3)
-        return server
-    host, port = _parse_hostport(os.environ.get(ENV_PROBE, DEFAULT_PROBE), ENV_PROBE)
-    server = RedisServer(host, port, password=password)
-    if _probe(server, deadline_s=2.0, retry=False) is None:
-        return server
-    return _start_throwaway()
-
-
-def _parse_hostport(value: str, name: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        pytest.exit(f"{name}={value!r}: expected host:port (or 'start')", returncode=3)
-    return host, int(port)
+    return servers.choose_server(
+        ENV_TARGET, ENV_PROBE, DEFAULT_PROBE,
+        at=lambda host, port: RedisServer(host, port, password=password),
+        probe=_probe, start=_start_throwaway, no_answer="no Redis answered PING")
 
 
 def _probe(server: RedisServer, deadline_s: float, retry: bool = True) -> str | None:
@@ -241,22 +229,15 @@ def _probe(server: RedisServer, deadline_s: float, retry: bool = True) -> str | 
     error. With retry=False one attempt is made: a refused connection answers at once."""
     import redis
 
-    deadline = time.monotonic() + deadline_s
-    while True:
-        left = max(0.2, deadline - time.monotonic())
-        client = server.client(_db_index(), timeout=min(2.0, left))
+    def attempt(seconds_left: float) -> None:
+        client = server.client(_db_index(), timeout=min(2.0, max(0.2, seconds_left)))
         try:
             client.ping()
             server.version = "Redis " + str(client.info("server").get("redis_version", "?"))
-            return None
-        except (OSError, redis.RedisError) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            error = f"{type(exc).__name__}: {first_line}"
         finally:
             client.close()
-        if not retry or time.monotonic() + 0.25 >= deadline:
-            return error
-        time.sleep(0.25)
+
+    return servers.probe_until(attempt, deadline_s, retry, (OSError, redis.RedisError))
 
 
 # --------------------------------------------------------------- throwaway server
@@ -267,47 +248,16 @@ def _find_binary() -> str | None:
                                                         path="/usr/sbin:/usr/bin")
 
 
-def _remove_stale_scratch(base: str) -> None:
-    """Remove dsar-redis-* dirs left by a killed run (old, and no live server)."""
-    for path in Path(base).glob("dsar-redis-*"):
-        try:
-            if time.time() - path.stat().st_mtime < 600:
-                continue  # maybe another run starting right now
-            pid_file = path / "redis.pid"
-            if pid_file.exists():
-                os.kill(int(pid_file.read_text().split()[0]), 0)
-                continue  # its server still runs
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError, IndexError):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_throwaway() -> RedisServer:
     binary = _find_binary()
     if binary is None:
-        pytest.exit(f"no Redis answers and no redis-server binary was found: {INSTALL_HINT}",
-                    returncode=3)
-    base = tempfile.gettempdir()
-    _remove_stale_scratch(base)
-    scratch = Path(tempfile.mkdtemp(prefix="dsar-redis-", dir=base))
+        servers.exit_tests(
+            f"no Redis answers and no redis-server binary was found: {INSTALL_HINT}")
+    scratch = servers.new_scratch("dsar-redis-", "redis.pid", tempfile.gettempdir())
     server = RedisServer("127.0.0.1", 0, throwaway=True, scratch=scratch)
-    _register_cleanup(server)
-    try:
-        _start_redis(server, binary)
-    except Exception as exc:
-        log = scratch / "redis.log"
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        server.stop()
-        pytest.exit(f"could not start a throwaway Redis ({binary}): {exc}\n{tail}\n"
-                    f"Hint: {INSTALL_HINT}", returncode=3)
+    servers.register_cleanup(server)
+    servers.start_or_exit(server, lambda: _start_redis(server, binary), f"Redis ({binary})",
+                          scratch / "redis.log", INSTALL_HINT)
     return server
 
 
@@ -316,7 +266,7 @@ def _start_redis(server: RedisServer, binary: str) -> None:
     assert server.scratch is not None
     scratch = server.scratch
     for _attempt in range(3):  # the free port can be taken between probe and bind
-        server.port = _free_port()
+        server.port = servers.free_port()
         cmd = [binary, "--port", str(server.port), "--bind", "127.0.0.1",
                "--save", "", "--appendonly", "no", "--daemonize", "no",
                "--dir", str(scratch), "--pidfile", str(scratch / "redis.pid"),
@@ -324,39 +274,13 @@ def _start_redis(server: RedisServer, binary: str) -> None:
         with open(scratch / "redis.log", "ab") as log:
             server.process = subprocess.Popen(cmd, cwd=scratch, stdin=subprocess.DEVNULL,
                                               stdout=log, stderr=log)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while server.process.poll() is None and time.monotonic() < deadline:
-            if _probe(server, deadline_s=0.5) is None:
-                return
+        if servers.wait_until_answers(
+            server.process, lambda: _probe(server, deadline_s=0.5) is None, START_TIMEOUT_S
+        ):
+            return
         proc, server.process = server.process, None
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
     raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT_S:.0f} s")
 
-
-_owned: list[RedisServer] = []
-
-
-def _register_cleanup(server: RedisServer) -> None:
-    if not _owned:
-        atexit.register(_shutdown)  # backup if the session fixture's teardown is never reached
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            # SIGTERM skips atexit and fixture teardown: stop the server, then die as asked.
-            _shutdown()
-            signal.signal(signal.SIGTERM, previous if callable(previous) else signal.SIG_DFL)
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        if previous in (signal.SIG_DFL, None) or callable(previous):
-            signal.signal(signal.SIGTERM, on_sigterm)
-    _owned.append(server)
-
-
-def _shutdown() -> None:
-    while _owned:
-        _owned.pop().stop()
