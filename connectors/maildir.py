@@ -94,6 +94,15 @@ def _matching_headers(message: Message, hashes: set[str], headers: Iterable[str]
     return [h for h in headers if any(address_hash(a) in hashes for a in _addresses(message, h))]
 
 
+def _header_block(raw: bytes) -> bytes:
+    """The raw header section of a message (up to the first empty line)."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(separator)
+        if end != -1:
+            return raw[:end]
+    return raw
+
+
 def _body(message: EmailMessage) -> str:
     try:
         part = message.get_body(preferencelist=("plain",))
@@ -161,10 +170,16 @@ class MaildirConnector(Connector):
         return CheckResult(True, f"Maildir with {count} folders")
 
     # ------------------------------------------------------------- find
-    def _matches(self, hashes: set[str]) -> Iterator[tuple[str, str, bytes]]:
-        """(folder, key, raw bytes) of every message holding a hashed address."""
+    def _matches(self, subject: Subject) -> Iterator[tuple[str, str, bytes]]:
+        """(folder, key, raw bytes) of every message naming one of the
+        subject's addresses in an address header."""
+        emails = subject.values("email")
+        hashes = {address_hash(a) for a in emails}
         if not hashes:
             return
+        # Cheap pre-filter: an address, in any syntax the header may use, keeps
+        # its local part's characters together; only headers holding one are parsed.
+        needles = {a.rpartition("@")[0] or a for a in emails}
         header_parser = BytesHeaderParser(policy=policy.compat32)
         try:
             for folder, box in self._folders():
@@ -172,6 +187,9 @@ class MaildirConnector(Connector):
                     try:
                         raw = box.get_bytes(key)
                     except (KeyError, FileNotFoundError):  # removed meanwhile
+                        continue
+                    block = _header_block(raw).decode("utf-8", "replace").lower()
+                    if not any(needle in block for needle in needles):
                         continue
                     headers = header_parser.parsebytes(raw)
                     if _matching_headers(headers, hashes, SENDER_HEADERS + OTHER_HEADERS):
@@ -183,9 +201,8 @@ class MaildirConnector(Connector):
 
     def find(self, subject: Subject) -> Iterator[Record]:
         """Yield one ``email`` record per message naming the subject."""
-        hashes = {address_hash(a) for a in subject.values("email")}
         count = 0
-        for folder, key, raw in self._matches(hashes):
+        for folder, key, raw in self._matches(subject):
             message = BytesParser(policy=policy.default).parsebytes(raw)
             count += 1
             yield Record(folder, key, "email", _fields(message))
@@ -198,7 +215,7 @@ class MaildirConnector(Connector):
         hashes = {address_hash(a) for a in subject.values("email")}
         plan = ErasurePlan(connector=self.name, extra={"address_hashes": sorted(hashes)})
         header_parser = BytesHeaderParser(policy=policy.compat32)
-        for folder, key, raw in self._matches(hashes):
+        for folder, key, raw in self._matches(subject):
             headers = header_parser.parsebytes(raw)
             plan.items.append(self._plan_item(folder, key, headers, hashes))
         return plan

@@ -269,3 +269,17 @@ def test_erase_skips_vanished_messages_and_folders(store: tuple[Path, dict]) -> 
     result = connector.erase(plan)
     assert (result.deleted, result.masked) == (0, 2)
     assert list(connector.find(ALICE)) == []
+
+
+def test_prefilter_keeps_odd_but_valid_address_forms(tmp_path: Path) -> None:
+    """The cheap pre-filter must not hide a message whose header writes the
+    address in upper case, inside a comment-laden or folded header."""
+    box = mailbox.Maildir(tmp_path / "odd", create=True)
+    raw = (b"From: Someone <someone@example.com>\r\n"
+           b"To: =?utf-8?q?Zo=C3=AB_Example?= (work)\r\n"
+           b" <ZOE.EXAMPLE@Example.org>, other@example.com\r\n"
+           b"Subject: hello\r\n\r\nhi\r\n")
+    box.add(mailbox.MaildirMessage(raw))
+    connector = MaildirConnector("mail", MaildirConnector.load_config({"path": str(box._path)}))
+    found = list(connector.find(Subject({"email": {"zoe.example@example.org"}})))
+    assert len(found) == 1
