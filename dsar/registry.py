@@ -8,12 +8,15 @@ has one table per instance::
     type = "sql"
     url = "sqlite:///crm.db"
 
+Any key may instead be read from the environment: ``url_env = "CRM_URL"``
+(at any depth), so secrets need not be written into the file.
 Everything is validated before any request runs; errors name the file and the
 key (:class:`dsar.config.ConfigError`).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -101,11 +104,34 @@ def _instantiate(file: Path, name: str, raw: Any,
     if not isinstance(type_name, str):
         raise ConfigError(f"{where}.type: missing (the connector's entry-point name)")
     cls = load_type(type_name, f"{where}.type", extra_types)
+    options = _from_environment(options, where)
     try:
         config = cls.load_config(options)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_flatten(exc.messages)}") from None
     return cls(name, config)
+
+
+def _from_environment(options: dict[str, Any], where: str) -> dict[str, Any]:
+    """Replace every ``<key>_env = "VARIABLE"`` (at any depth) with ``<key>``
+    read from that environment variable, so secrets need not sit in the file."""
+    resolved: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            value = _from_environment(value, f"{where}.{key}")
+        elif isinstance(value, list):
+            value = [_from_environment(v, f"{where}.{key}") if isinstance(v, dict) else v
+                     for v in value]
+        if not (key.endswith("_env") and isinstance(value, str)):
+            resolved[key] = value
+            continue
+        target = key.removesuffix("_env")
+        if target in options:
+            raise ConfigError(f"{where}: give {target} or {key}, not both")
+        if value not in os.environ:
+            raise ConfigError(f"{where}.{key}: environment variable {value} is not set")
+        resolved[target] = os.environ[value]
+    return resolved
 
 
 def _flatten(messages: Any, prefix: str = "") -> str:

@@ -139,3 +139,30 @@ def test_cli_reports_bad_settings_without_a_traceback(tmp_path: Path) -> None:
     result = _dsar(tmp_path, "db", "upgrade", DSAR_WORKERS="zero")
     assert result.returncode != 0
     assert "DSAR_WORKERS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_connector_secrets_from_the_environment(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[connectors.mail]\ntype = "maildir"\npath_env = "DSAR_TEST_MAILDIR"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_connectors(str(path))
+    assert "connectors.mail.path_env: environment variable DSAR_TEST_MAILDIR is not set" \
+        in str(caught.value)
+    monkeypatch.setenv("DSAR_TEST_MAILDIR", str(tmp_path / "mail"))
+    assert load_connectors(str(path))["mail"].config["path"] == str(tmp_path / "mail")
+    path.write_text('[connectors.mail]\ntype = "maildir"\npath = "/x"\npath_env = "X"\n')
+    with pytest.raises(ConfigError, match="give path or path_env, not both"):
+        load_connectors(str(path))
+
+
+def test_nested_secret_from_the_environment(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSAR_TEST_CRM_URL", f"sqlite:///{tmp_path}/crm.db")
+    path = tmp_path / "c.toml"
+    path.write_text('[connectors.crm]\ntype = "sql"\nurl_env = "DSAR_TEST_CRM_URL"\n'
+                    '[[connectors.crm.tables]]\nname = "customers"\n'
+                    'identity = { email = "email" }\nerase = "delete"\n')
+    crm = load_connectors(str(path))["crm"]
+    assert crm.config["url"] == f"sqlite:///{tmp_path}/crm.db"
+    crm.close()
