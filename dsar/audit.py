@@ -111,22 +111,41 @@ class Verification:
     problem: str = ""
 
 
-def verify(session: Session, crypto: Crypto) -> Verification:
+def verify(session: Session, crypto: Crypto,
+           anchors: Mapping[int, str] | None = None) -> Verification:
     """Walk the whole chain in order and check every link, hash and seal.
 
     Detects an edited, deleted, inserted or reordered event, events removed
     from the end, and a rewrite with recomputed hashes (the seals need the
-    audit key). Streams: memory does not grow with the chain.
+    audit key). ``anchors`` (seq → hash, heads recorded earlier outside the
+    database with :func:`head`) also catch a rollback of the whole table to
+    an older sealed state. Streams: memory does not grow with the chain.
     """
+    anchors = dict(anchors or {})
     expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
     with _stream(session) as rows:
         for event in rows:
             problem = _check_event(event, expected_seq, prev_hash, crypto)
+            if not problem and anchors.get(event.seq, event.hash) != event.hash:
+                problem = "differs from the anchor recorded outside the database"
             if problem:
                 bad = min(event.seq, expected_seq)  # a gap names the missing event
                 return Verification(False, checked, bad, problem)
             expected_seq, prev_hash, checked = event.seq + 1, event.hash, checked + 1
+    missing = sorted(seq for seq in anchors if seq > checked)
+    if missing:
+        return Verification(False, checked, missing[0], "an anchored event is missing: the "
+                            "log was rolled back or truncated")
     return _check_head(session, crypto, checked, prev_hash)
+
+
+def head(session: Session) -> dict[str, Any]:
+    """The sealed head (seq, hash, mac): record it outside the database (a
+    ticket, a write-once store) and pass it back to :func:`verify` later."""
+    row = session.get(AuditHead, HEAD_ID)
+    if row is None:
+        return {"seq": 0, "hash": GENESIS_HASH, "mac": ""}
+    return {"seq": row.seq, "hash": row.hash, "mac": row.mac}
 
 
 @contextmanager

@@ -208,3 +208,32 @@ def test_export(rt: Runtime, cli: Callable[..., Result], fmt: str, tmp_path) -> 
     else:
         assert lines[0] == ",".join(audit.EXPORT_FIELDS)
         assert len(lines) == 4
+
+
+def test_rollback_to_an_older_sealed_state_is_caught_by_an_anchor(
+        rt: Runtime, cli: Callable[..., Result]) -> None:
+    append(rt, 3)
+    with rt.transaction() as session:
+        old = session.get(AuditHead, audit.HEAD_ID)
+        assert old is not None
+        saved = (old.seq, old.hash, old.mac)
+    append(rt, 2)
+    anchor = cli("audit", "head").output.strip()
+    assert anchor.startswith("5:") and len(anchor) == 2 + 64
+    assert cli("audit", "verify", "--anchor", anchor).exit_code == 0
+    # an attacker restores events 1-3 and the head as they were (a valid older state)
+    sql(rt, "DELETE FROM audit_events WHERE seq > 3")
+    sql(rt, "UPDATE audit_heads SET seq = :s, hash = :h, mac = :m WHERE id = 1",
+        s=saved[0], h=saved[1], m=saved[2])
+    assert cli("audit", "verify").exit_code == 0  # undetectable from inside...
+    result = cli("audit", "verify", "--anchor", anchor)  # ...but not against the anchor
+    assert result.exit_code == 1 and "event 5" in result.output
+    assert "rolled back" in result.output
+
+
+def test_anchor_with_another_hash_fails(rt: Runtime, cli: Callable[..., Result]) -> None:
+    append(rt, 2)
+    result = cli("audit", "verify", "--anchor", "2:" + "ab" * 32)
+    assert result.exit_code == 1 and "event 2" in result.output and "anchor" in result.output
+    bad = cli("audit", "verify", "--anchor", "two:xyz")
+    assert bad.exit_code == 2 and "SEQ:HASH" in bad.output

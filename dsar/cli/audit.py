@@ -18,12 +18,25 @@ def audit_group() -> None:
     """The tamper-evident audit trail."""
 
 
+def _anchor(_ctx: click.Context, _param: click.Parameter,
+            values: tuple[str, ...]) -> dict[int, str]:
+    anchors: dict[int, str] = {}
+    for value in values:
+        seq, _, digest = value.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise click.BadParameter(f"{value!r}: expected SEQ:HASH as printed by dsar audit head")
+        anchors[int(seq)] = digest.lower()
+    return anchors
+
+
 @audit_group.command("verify")
+@click.option("--anchor", "anchors", multiple=True, callback=_anchor, metavar="SEQ:HASH",
+              help="A head recorded earlier (dsar audit head): catches a rollback.")
 @with_appcontext
-def audit_verify() -> None:
+def audit_verify(anchors: dict[int, str]) -> None:
     """Check every event's link, hash and seal, and the sealed head."""
     with transaction() as (rt, session):
-        result = audit.verify(session, rt.crypto)
+        result = audit.verify(session, rt.crypto, anchors)
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} events")
         return
@@ -31,6 +44,16 @@ def audit_verify() -> None:
     click.echo(f"audit chain BROKEN at {where}: {result.problem} "
                f"({result.checked} events before it are intact)", err=True)
     sys.exit(1)
+
+
+@audit_group.command("head")
+@with_appcontext
+def audit_head() -> None:
+    """Print the sealed head as SEQ:HASH, to record outside the database
+    (a ticket, write-once storage) and pass to verify --anchor later."""
+    with transaction() as (_rt, session):
+        sealed = audit.head(session)
+    click.echo(f"{sealed['seq']}:{sealed['hash']}")
 
 
 @audit_group.command("export")
