@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -16,6 +19,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from .config import ConfigError
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: redis client options unless the URI sets them (``?socket_timeout=...``): a Redis
 #: that does not answer costs a request 2 s, not the OS's TCP timeout
@@ -37,9 +41,90 @@ class FailClosedLimiter(Limiter):
             raise ServiceUnavailable() from None
 
 
+@dataclass(frozen=True)
+class ViewLimit:
+    """``RATE_LIMIT_<setting>`` on one view, counted under ``key_func`` (the
+    client's address when ``None``), unless ``exempt_when`` says otherwise."""
+
+    setting: str
+    key_func: Callable[[], str] | None = None
+    exempt_when: Callable[[], bool] | None = None
+
+
+class RateLimits:
+    """The rate limiter as a Flask extension, one :class:`FailClosedLimiter` per app.
+
+    Views declare their limits where they are defined (:meth:`limit`): that
+    only records them on the function. Each app gets its own limiter, with its
+    own storage, settings and counters, in ``app.extensions[KEY]``
+    (:meth:`init_app`); :meth:`apply` then wraps that app's routed views with
+    its limiter's ``limit(...)``, so two apps in one process share nothing. A
+    declared view reached without :meth:`apply` refuses to run (never unlimited).
+    """
+
+    KEY = "dsar.limiter"
+    _DECLARED = "_dsar_rate_limits"
+    _APPLIED = "_dsar_rate_limiter"
+
+    def limit(self, setting: str, *, key_func: Callable[[], str] | None = None,
+              exempt_when: Callable[[], bool] | None = None) -> Callable[[F], F]:
+        """Limit the decorated view's POSTs to ``RATE_LIMIT_<setting>`` per key."""
+
+        def declare(view: F) -> F:
+            declared: list[ViewLimit] | None = getattr(view, self._DECLARED, None)
+            if declared is None:
+                view = cast(F, self._guarded(view))
+                declared = []
+                setattr(view, self._DECLARED, declared)
+            declared.append(ViewLimit(setting, key_func, exempt_when))
+            return view
+
+        return declare
+
+    def init_app(self, app: Flask) -> FailClosedLimiter:
+        """Give ``app`` its own limiter, reading its ``RATELIMIT_*`` settings."""
+        limiter = FailClosedLimiter(key_func=get_remote_address, default_limits=[],
+                                    headers_enabled=True)
+        limiter.init_app(app)
+        app.extensions[self.KEY] = limiter
+        return limiter
+
+    def apply(self, app: Flask) -> None:
+        """Wrap every view of ``app`` that declares limits with ``app``'s limiter
+        (after the blueprints are registered; once per app)."""
+        limiter: FailClosedLimiter = app.extensions[self.KEY]
+        for endpoint, view in list(app.view_functions.items()):
+            declared: list[ViewLimit] | None = getattr(view, self._DECLARED, None)
+            if declared is None or getattr(view, self._APPLIED, None) is limiter:
+                continue
+            wrapped: Callable[..., Any] = view
+            for spec in declared:
+                wrapped = limiter.limit(configured_limit(spec.setting), key_func=spec.key_func,
+                                        exempt_when=spec.exempt_when, methods=["POST"])(wrapped)
+            setattr(wrapped, self._APPLIED, limiter)
+            app.view_functions[endpoint] = wrapped
+
+    @property
+    def current(self) -> FailClosedLimiter:
+        """The limiter of the app handling this request."""
+        limiter: FailClosedLimiter = current_app.extensions[self.KEY]
+        return limiter
+
+    def _guarded(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            limiter = current_app.extensions.get(self.KEY)
+            routed = current_app.view_functions.get(request.endpoint or "")
+            if limiter is None or getattr(routed, self._APPLIED, None) is not limiter:
+                raise RuntimeError(f"{request.endpoint}: rate limits declared but not applied "
+                                   "to this app (RateLimits.apply)")
+            return current_app.ensure_sync(view)(*args, **kwargs)
+
+        return guarded
+
+
 csrf = CSRFProtect()
-limiter = FailClosedLimiter(key_func=get_remote_address, default_limits=[],
-                            headers_enabled=True)
+rate_limits = RateLimits()
 
 
 def init_extensions(app: Flask) -> None:
@@ -61,7 +146,7 @@ def init_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", False)
     csrf.init_app(app)
     try:  # builds the storage client; connects only on the first limited request
-        limiter.init_app(app)
+        rate_limits.init_app(app)
     except (ConfigurationError, ValueError) as exc:
         message = str(exc).replace(uri, redacted(uri))
         raise ConfigError(f"DSAR_RATELIMIT_STORAGE_URI: {message}") from None
@@ -104,5 +189,5 @@ def configured_limit(name: str) -> Callable[[], str]:
 def keep_own_retry_after() -> None:
     """Stop Flask-Limiter from overwriting a ``Retry-After`` the view set itself
     (e.g. a resend cooldown) with the end of its own window, which has nothing
-    to do with that refusal. Relies on ``limiter.context`` (a test guards it)."""
-    limiter.context.view_rate_limit = None
+    to do with that refusal. Relies on ``Limiter.context`` (a test guards it)."""
+    rate_limits.current.context.view_rate_limit = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from flask import Response, current_app, g, request, send_file, url_for
 from flask.typing import ResponseReturnValue
@@ -19,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, MapAdapter, Rule
 
 from ..database import utcnow
-from ..extensions import client_address, configured_limit, email_key, limiter, request_key
+from ..extensions import client_address, email_key, rate_limits, request_key
 from ..mail import MailError
 from ..models import Request
 from ..runtime import Runtime, runtime
@@ -55,8 +55,7 @@ def limited(name: str, *keys: Callable[[], str]) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         for key in keys:
             exempt = (lambda: email_key() == "email:none") if key is email_key else None
-            view = cast(F, limiter.limit(configured_limit(name), key_func=key,
-                                         exempt_when=exempt)(view))
+            view = rate_limits.limit(name, key_func=key, exempt_when=exempt)(view)
         return view
 
     return decorate

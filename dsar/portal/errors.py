@@ -14,7 +14,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
 
-from ..extensions import limiter
+from ..extensions import rate_limits
 from ..runtime import runtime
 from . import bp
 from .pages import message
@@ -89,7 +89,7 @@ def routing_error(exc: HTTPException) -> HTTPException | Response:
 
 
 def _too_many(body: str) -> Response:
-    limit = limiter.current_limit
+    limit = rate_limits.current.current_limit
     seconds = max(1, int(limit.reset_at - time.time())) if limit is not None else 60
     response = message("error.429.title", body.format(seconds=seconds), 429)
     response.headers["Retry-After"] = str(seconds)

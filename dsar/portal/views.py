@@ -14,13 +14,7 @@ from flask import Response, abort, flash, redirect, request, send_file, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..extensions import (
-    configured_limit,
-    email_key,
-    keep_own_retry_after,
-    limiter,
-    request_key,
-)
+from ..extensions import email_key, keep_own_retry_after, rate_limits, request_key
 from ..mail import MailError
 from ..models import Request
 from ..runtime import Runtime, runtime
@@ -52,8 +46,8 @@ def index() -> Response:
 
 
 @bp.post("/requests")
-@limiter.limit(configured_limit("SUBMIT"), methods=["POST"])
-@limiter.limit(configured_limit("SUBMIT"), key_func=email_key, methods=["POST"])
+@rate_limits.limit("SUBMIT")
+@rate_limits.limit("SUBMIT", key_func=email_key)
 def submit() -> Response | BaseResponse:
     rt = runtime()
     form = read_submit(request.form, rt.texts)
@@ -91,8 +85,8 @@ class _Refusal:
 
 
 @bp.post("/requests/<request_id>/verify")
-@limiter.limit(configured_limit("VERIFY"), methods=["POST"])
-@limiter.limit(configured_limit("VERIFY"), key_func=request_key, methods=["POST"])
+@rate_limits.limit("VERIFY")
+@rate_limits.limit("VERIFY", key_func=request_key)
 def verify(request_id: str) -> Response | BaseResponse:
     rt = runtime()
     code = read_code(request.form)
@@ -118,8 +112,8 @@ def _check(session: Session, rt: Runtime, found: Request, code: str | None) -> _
 
 
 @bp.post("/requests/<request_id>/resend")
-@limiter.limit(configured_limit("RESEND"), methods=["POST"])
-@limiter.limit(configured_limit("RESEND"), key_func=request_key, methods=["POST"])
+@rate_limits.limit("RESEND")
+@rate_limits.limit("RESEND", key_func=request_key)
 def resend(request_id: str) -> Response | BaseResponse:
     rt = runtime()
     try:

@@ -23,10 +23,9 @@ saying what to install: tests needing Redis are never skipped.
 
 Isolation without touching anyone else's data: tests use logical database
 ``DSAR_TEST_REDIS_DB`` (default 13), never 0, and each test its own key prefix
-(limits' ``key_prefix`` storage option, not Flask-Limiter's ``RATELIMIT_KEY_PREFIX``,
-which the shared ``dsar.extensions.limiter`` keeps from the first app it meets); a
-test's keys are deleted afterwards. Nothing is ever flushed, so a shared server and
-concurrent runs are safe.
+(limits' ``key_prefix`` storage option: it prefixes every key the storage writes,
+whatever the app's ``RATELIMIT_KEY_PREFIX``); a test's keys are deleted afterwards.
+Nothing is ever flushed, so a shared server and concurrent runs are safe.
 
 The hook names are taken: ``tests/support/postgres.py`` owns ``pytest_configure``,
 ``tests/support/mariadb.py`` ``pytest_collection_finish``; this module defines only
