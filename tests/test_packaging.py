@@ -22,7 +22,9 @@ def test_wheel_contents(tmp_path: Path) -> None:
     expected = {"dsar/__init__.py", "dsar/connector.py", "dsar/testing.py",
                 "migrations/env.py", "migrations/script.py.mako",
                 "migrations/versions/0001_initial_schema.py",
-                "connectors/sql/__init__.py", "connectors/maildir.py", "connectors/slack_export.py"}
+                "connectors/sql/__init__.py", "connectors/maildir/__init__.py",
+                "connectors/rest/__init__.py", "connectors/slack_export.py",
+                "connectors/profiles/hubspot_contacts.toml"}
     assert expected <= names, expected - names
     assert any(n.startswith("dsar/portal/templates/") for n in names)
     assert not any(n.startswith("tests/") for n in names)

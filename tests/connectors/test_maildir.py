@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import email
 import mailbox
+import re
+import unicodedata
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -11,7 +15,8 @@ from pathlib import Path
 import pytest
 from marshmallow import ValidationError
 
-from connectors.maildir import MaildirConnector
+from connectors.maildir import MaildirConnector, address_hash, redact_text
+from connectors.maildir.addresses import _scrub_value
 from dsar.connector import Action, Subject
 from dsar.testing import ConnectorContract
 
@@ -283,3 +288,290 @@ def test_prefilter_keeps_odd_but_valid_address_forms(tmp_path: Path) -> None:
     connector = MaildirConnector("mail", MaildirConnector.load_config({"path": str(box._path)}))
     found = list(connector.find(Subject({"email": {"zoe.example@example.org"}})))
     assert len(found) == 1
+
+
+# ------------------------------------------------ internationalised addresses and bodies
+ZOE = Subject({"email": {"zoë.example@example.org"}})
+PDF = b"%PDF-1.4\n% contact alice@example.org\n%%EOF\n"
+HTML = (b'<p>Write to <a href="mailto:ALICE@Example.org">ALICE@Example.org</a>'
+        b" or dave@example.org.</p>\n")
+
+#: raw UTF-8 headers (RFC 6532), CRLF line ends, a quoted reply in an 8bit body
+UTF8_MAIL = "\r\n".join([
+    "From: Support <support@acme.test>",
+    "To: Zoë <zoë.example@example.org>, Jürgen <jürgen@example.org>",
+    "Cc: =?utf-8?q?Zo=C3=AB_Example?= (home) <ZOË.Example@example.org>,",
+    " =?utf-8?q?Ren=C3=A9e?= <renee@example.org>",
+    "Subject: =?utf-8?q?R=C3=A9ponse?=",
+    "X-Note: ünïcödé, kept as it is",
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=utf-8",
+    "Content-Transfer-Encoding: 8bit",
+    "",
+    "Zoë <Zoë.Example@example.org> wrote:",
+    "> Où est mon colis ?",
+    "",
+]).encode("utf-8")
+
+#: quoted-printable text with the address cut by a soft line break, base64 HTML,
+#: a PDF attachment holding the address in its bytes
+MULTIPART_MAIL = "\n".join([
+    "From: bob@example.org",
+    "To: Acme Support <support@acme.test>",
+    "Cc: Alice A <alice@example.org>, dave@example.org",
+    "Subject: Complaint, continued",
+    "MIME-Version: 1.0",
+    'Content-Type: multipart/mixed; boundary="outer"',
+    "",
+    "--outer",
+    'Content-Type: multipart/alternative; boundary="inner"',
+    "",
+    "--inner",
+    "Content-Type: text/plain; charset=iso-8859-1; format=flowed",
+    "Content-Transfer-Encoding: quoted-printable",
+    "Content-Language: fr",
+    "",
+    "Caf=E9 talk. On Monday, Alice A <alice@exa=",
+    "mple.org> wrote:",
+    "> Ask 'Alice@Example.Org' or malice@example.org",
+    "",
+    "--inner",
+    "Content-Type: text/html; charset=utf-8",
+    "Content-Transfer-Encoding: base64",
+    "",
+    base64.encodebytes(HTML).decode("ascii").strip(),
+    "--inner--",
+    "",
+    "--outer",
+    "Content-Type: application/pdf",
+    'Content-Disposition: attachment; filename="letter.pdf"',
+    "Content-Transfer-Encoding: base64",
+    "",
+    base64.encodebytes(PDF).decode("ascii").strip(),
+    "--outer--",
+    "",
+]).encode("ascii")
+
+
+def file_bytes(path: Path) -> dict[str, bytes]:
+    """Every message file of a Maildir tree, by name relative to the root."""
+    return {
+        str(f.relative_to(path)): f.read_bytes()
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.parent.name in ("cur", "new")
+    }
+
+
+def searchable(raw: bytes) -> str:
+    """The raw message plus its decoded text parts, lower-cased."""
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    texts = [p.get_payload(decode=True) for p in parsed.walk()
+             if p.get_content_maintype() == "text"]
+    return b"\n".join([raw, *texts]).decode("utf-8", "replace").lower()
+
+
+def header_fields(raw: bytes) -> list[bytes]:
+    """The top-level header fields of a CRLF message, continuation lines included."""
+    head = raw.partition(b"\r\n\r\n")[0]
+    return re.split(rb"\r\n(?![ \t])", head)
+
+
+def one(path: Path, folder: str = "INBOX") -> tuple[str, bytes]:
+    """The only message file of a folder: (subdir/name, bytes)."""
+    base = path if folder == "INBOX" else path / f".{folder}"
+    (file,) = [f for f in base.glob("*/*") if f.parent.name in ("cur", "new")]
+    return f"{file.parent.name}/{file.name}", file.read_bytes()
+
+
+@pytest.fixture
+def intl(tmp_path: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
+    path = tmp_path / "intl"
+    root = mailbox.Maildir(str(path), create=True)
+    archive = root.add_folder("Archive")
+    keys = {}
+    for name, box, raw, subdir, flags in (
+        ("utf8", root, UTF8_MAIL, "new", ""),
+        ("multipart", archive, MULTIPART_MAIL, "cur", "RS"),
+    ):
+        md = mailbox.MaildirMessage(raw)
+        md.set_subdir(subdir)
+        if flags:
+            md.set_flags(flags)
+        keys[name] = ("INBOX" if box is root else "Archive", box.add(md))
+    return path, keys
+
+
+def test_utf8_addresses_found_in_any_normal_form(intl: tuple[Path, dict]) -> None:
+    path, keys = intl
+    connector = make(path)
+    (record,) = connector.find(ZOE)
+    assert record.ref == keys["utf8"]
+    assert record.fields["to"] == "Zoë <zoë.example@example.org>, Jürgen <jürgen@example.org>"
+    assert record.fields["cc"].startswith("Zoë Example")
+    assert record.fields["subject"] == "Réponse"
+    nfd = unicodedata.normalize("NFD", "ZOË.EXAMPLE@example.org")
+    assert [r.ref for r in connector.find(Subject({"email": {nfd}}))] == [keys["utf8"]]
+    assert list(connector.find(Subject({"email": {"zoe.example@example.org"}}))) == []
+
+
+def test_utf8_headers_and_body_redacted_rest_kept(intl: tuple[Path, dict]) -> None:
+    path, keys = intl
+    connector = make(path)
+    plan = connector.plan_erasure(ZOE)
+    (item,) = plan.items
+    assert item.action is Action.MASK
+    assert item.detail == "address replaced by redacted@invalid in To, Cc and the message body"
+    assert connector.erase(plan).masked == 1
+    name, after = one(path)
+    assert name.startswith("new/") and ":2," not in name, "subdir kept, still unseen"
+    fields = header_fields(after)
+    assert fields[1] == "To: redacted@invalid, Jürgen <jürgen@example.org>".encode()
+    assert fields[2] == b"Cc: redacted@invalid,\r\n =?utf-8?q?Ren=C3=A9e?= <renee@example.org>"
+    rewritten = (b"To:", b"Cc:", b"Content-Type:")  # the body's type gets its charset quoted
+    assert [f for f in fields if not f.startswith(rewritten)] == [
+        f for f in header_fields(UTF8_MAIL) if not f.startswith(rewritten)
+    ], "the other headers are kept byte for byte, raw UTF-8 and RFC 2047 alike"
+    assert b"\n" not in after.replace(b"\r\n", b""), "CRLF line ends kept"
+    parsed = email.message_from_bytes(after, policy=policy.default)
+    assert str(parsed["Cc"]) == "redacted@invalid, Renée <renee@example.org>"
+    assert parsed.get_content().replace("\r\n", "\n") == (
+        "Zoë <redacted@invalid> wrote:\n> Où est mon colis ?\n")
+    assert "zoë.example" not in searchable(after)
+    assert list(connector.find(ZOE)) == []
+
+
+def test_utf8_address_removed(intl: tuple[Path, dict]) -> None:
+    path, _ = intl
+    connector = make(path, "remove")
+    (item,) = connector.plan_erasure(ZOE).items
+    assert item.detail == (
+        "address removed from To, Cc; replaced by redacted@invalid in the message body"
+    )
+    connector.erase(connector.plan_erasure(ZOE))
+    parsed = email.message_from_bytes(one(path)[1], policy=policy.default)
+    assert str(parsed["To"]) == "Jürgen <jürgen@example.org>"
+    assert str(parsed["Cc"]) == "Renée <renee@example.org>"
+    assert "redacted@invalid" in parsed.get_content(), "bodies are redacted in remove mode too"
+    assert list(connector.find(ZOE)) == []
+
+
+def parts(raw: bytes) -> list[tuple[str, str | None]]:
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    return [(p.get_content_type(), p.get_boundary()) for p in parsed.walk()]
+
+
+def test_quoted_printable_and_base64_bodies_redacted(intl: tuple[Path, dict]) -> None:
+    path, keys = intl
+    connector = make(path)
+    plan = connector.plan_erasure(ALICE)
+    (item,) = plan.items
+    assert item.detail == "address replaced by redacted@invalid in Cc and the message body"
+    connector.erase(plan)
+    name, after = one(path, "Archive")
+    assert name.startswith("cur/") and name.endswith(":2,RS")
+    assert parts(after) == parts(MULTIPART_MAIL), "MIME structure and boundaries kept"
+    parsed = email.message_from_bytes(after, policy=policy.default)
+    assert str(parsed["Cc"]) == "redacted@invalid, dave@example.org"
+    assert (str(parsed["From"]), str(parsed["To"])) == (
+        "bob@example.org", "Acme Support <support@acme.test>")
+    plain = parsed.get_body(("plain",))
+    assert plain.get_content() == (
+        "Café talk. On Monday, Alice A <redacted@invalid> wrote:\n"
+        "> Ask 'redacted@invalid' or malice@example.org\n"
+    )
+    assert plain.get_content_charset() == "iso-8859-1"
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+    assert plain["Content-Type"].params["format"] == "flowed"
+    assert plain["Content-Language"] == "fr"
+    html = parsed.get_body(("html",))
+    assert html["Content-Transfer-Encoding"] == "base64"
+    assert html.get_content() == (
+        '<p>Write to <a href="mailto:redacted@invalid">redacted@invalid</a>'
+        " or dave@example.org.</p>\n"
+    )
+    (attachment,) = parsed.iter_attachments()
+    assert attachment.get_content() == PDF, "attachments are left alone"
+    assert base64.encodebytes(PDF).strip() in after
+    assert list(connector.find(ALICE)) == []
+
+
+def test_no_address_left_in_the_maildir(intl: tuple[Path, dict], store: tuple[Path, dict]) -> None:
+    for path, subject, address in ((intl[0], ZOE, "zoë.example@example.org"),
+                                   (intl[0], ALICE, "alice@example.org"),
+                                   (store[0], ALICE, "alice@example.org")):
+        connector = make(path)
+        connector.erase(connector.plan_erasure(subject))
+        for name, raw in file_bytes(path).items():
+            # malice@example.org is someone else: not a mention of alice@example.org
+            assert address not in searchable(raw).replace("malice@", ""), name
+        assert list(connector.find(subject)) == []
+
+
+def test_keep_mode_leaves_bodies(intl: tuple[Path, dict]) -> None:
+    path, _ = intl
+    before = file_bytes(path)
+    connector = make(path, "keep")
+    plan = connector.plan_erasure(ALICE)
+    assert [i.action for i in plan.items] == [Action.KEEP]
+    connector.erase(plan)
+    assert file_bytes(path) == before
+
+
+def test_erase_twice_harmless_on_rewritten_bodies(intl: tuple[Path, dict]) -> None:
+    path, _ = intl
+    connector = make(path)
+    plans = [connector.plan_erasure(s) for s in (ZOE, ALICE)]
+    for plan in plans:
+        connector.erase(plan)
+    after = file_bytes(path)
+    for plan in plans:
+        result = connector.erase(plan)
+        assert (result.deleted, result.masked) == (0, 0)
+    assert file_bytes(path) == after
+    assert connector.plan_erasure(ZOE).items == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Alice <ALICE@example.org> wrote:", "Alice <redacted@invalid> wrote:"),
+        ("mailto:alice@example.org?subject=x", "mailto:redacted@invalid?subject=x"),
+        ('"alice@example.org", ...alice@example.org.', '"redacted@invalid", ...redacted@invalid.'),
+        ("=alice@example.org/", "=redacted@invalid/"),
+        ("malice@example.org bob.alice@example.org", "malice@example.org bob.alice@example.org"),
+        ("alice@example.org.uk alice@example.orgs", "alice@example.org.uk alice@example.orgs"),
+        ("alice@xn--exmple-cua.org", "alice@xn--exmple-cua.org"),
+        ("zoe\u0308.example@EXAMPLE.org", "redacted@invalid"),
+        ("a@b " * 3, "a@b " * 3),
+    ],
+)
+def test_redact_text(text: str, expected: str) -> None:
+    hashes = {address_hash("alice@example.org"), address_hash("zoë.example@example.org")}
+    assert redact_text(text, hashes) == expected
+
+
+def test_idna_domains_compare_in_unicode_form() -> None:
+    assert address_hash("Zoë@XN--EXMPLE-CUA.org") == address_hash("zoë@exämple.org")
+    assert redact_text("zoë@xn--exmple-cua.org", {address_hash("zoë@exämple.org")}) == (
+        "redacted@invalid")
+
+
+@pytest.mark.parametrize(
+    ("value", "remove", "expected"),
+    [
+        ("Team: alice@example.org, bob@example.org;, c@x.org", False,
+         "Team: redacted@invalid, bob@example.org;, c@x.org"),
+        ("Team: bob@example.org, alice@example.org;", True, "Team: bob@example.org;"),
+        ("Team: alice@example.org, bob@example.org;", True, "Team: bob@example.org;"),
+        ("Team: alice@example.org;, bob@example.org", True, "Team:;, bob@example.org"),
+        ("Team: alice@example.org;", False, "Team: redacted@invalid;"),
+        ('"Doe, Al" <alice@example.org>, "Roe, Bo" (x) <bo@x.org>', False,
+         'redacted@invalid, "Roe, Bo" (x) <bo@x.org>'),
+        ("alice@example.org, ALICE@example.org", False, "redacted@invalid"),
+        ("alice@example.org, ALICE@example.org", True, ""),
+    ],
+)
+def test_scrub_value_keeps_other_addresses_as_written(
+    value: str, remove: bool, expected: str
+) -> None:
+    assert _scrub_value(value, {address_hash("alice@example.org")}, remove) == expected

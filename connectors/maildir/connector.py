@@ -1,35 +1,14 @@
-"""``maildir``: a person's mail in a Maildir (with Maildir++ subfolders).
-
-Configuration::
-
-    type = "maildir"
-    path = "/srv/mail/support/Maildir"
-    others = "redact"     # redact (default) | remove | keep
-
-A message belongs to the subject when one of the subject's addresses appears
-in From, To, Cc, Reply-To or another address header. Messages the subject
-sent (From) are deleted; in messages other people sent the subject's address
-is replaced by ``redacted@invalid`` (``redact``), dropped (``remove``), or the
-message is kept under the hold ``others-mail`` (``keep``).
-
-Rewriting a message adds the new version and then removes the old one, so a
-crash in between leaves a duplicate, never a loss; the new version gets a new
-key (IMAP servers such as Dovecot cache sizes by file name). Flags and the
-``new``/``cur`` subdirectory are kept.
-"""
+"""``MaildirConnector``: find, plan and erase in a Maildir and its folders."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import mailbox
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from email import policy
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
-from email.utils import formataddr, getaddresses
-from typing import Any
 
 from marshmallow import Schema, fields, validate
 
@@ -47,26 +26,28 @@ from dsar.connector import (
     Subject,
 )
 
+from .addresses import (
+    OTHER_HEADERS,
+    REDACTED,
+    SENDER_HEADERS,
+    _header_block,
+    _matching_headers,
+    _scrub_headers,
+    _searchable,
+    address_hash,
+    normalise_address,
+)
+from .bodies import (
+    _body_names,
+    _fields,
+    _parse,
+    _scrub_body,
+)
+
 log = logging.getLogger(__name__)
 
 TOP = "INBOX"
-REDACTED = "redacted@invalid"
 HOLD = "others-mail"
-SENDER_HEADERS = ("From",)
-#: headers scrubbed in messages other people sent (From is never the subject there)
-OTHER_HEADERS = (
-    "To",
-    "Cc",
-    "Bcc",
-    "Reply-To",
-    "Sender",
-    "Resent-From",
-    "Resent-To",
-    "Resent-Cc",
-    "Delivered-To",
-    "X-Original-To",
-    "Return-Path",
-)
 
 
 class MaildirConfigSchema(Schema):
@@ -76,57 +57,7 @@ class MaildirConfigSchema(Schema):
     )
 
 
-def address_hash(address: str) -> str:
-    """A stable hash of a normalised address, so a plan carries no addresses."""
-    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
-
-
-def _addresses(message: Message, header: str) -> list[str]:
-    return [
-        addr.strip().lower()
-        for _, addr in getaddresses([str(v) for v in message.get_all(header, [])])
-        if addr
-    ]
-
-
-def _matching_headers(message: Message, hashes: set[str], headers: Iterable[str]) -> list[str]:
-    """The headers among ``headers`` that hold one of the hashed addresses."""
-    return [h for h in headers if any(address_hash(a) in hashes for a in _addresses(message, h))]
-
-
-def _header_block(raw: bytes) -> bytes:
-    """The raw header section of a message (up to the first empty line)."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        end = raw.find(separator)
-        if end != -1:
-            return raw[:end]
-    return raw
-
-
-def _body(message: EmailMessage) -> str:
-    try:
-        part = message.get_body(preferencelist=("plain",))
-        return part.get_content() if part is not None else ""
-    except (LookupError, ValueError, AttributeError):
-        return ""
-
-
-def _fields(message: EmailMessage) -> dict[str, Any]:
-    def header(name: str) -> str:
-        return ", ".join(str(v) for v in message.get_all(name, []))
-
-    return {
-        "from": header("From"),
-        "to": header("To"),
-        "cc": header("Cc"),
-        "reply_to": header("Reply-To"),
-        "subject": header("Subject"),
-        "date": header("Date"),
-        "message_id": header("Message-ID"),
-        "body": _body(message),
-    }
-
-
+# ----------------------------------------------------------------- addresses
 class MaildirConnector(Connector):
     """Finds and erases a person's messages in one Maildir tree.
 
@@ -173,7 +104,7 @@ class MaildirConnector(Connector):
     def _matches(self, subject: Subject) -> Iterator[tuple[str, str, bytes]]:
         """(folder, key, raw bytes) of every message naming one of the
         subject's addresses in an address header."""
-        emails = subject.values("email")
+        emails = {normalise_address(a) for a in subject.values("email")}
         hashes = {address_hash(a) for a in emails}
         if not hashes:
             return
@@ -188,7 +119,7 @@ class MaildirConnector(Connector):
                         raw = box.get_bytes(key)
                     except (KeyError, FileNotFoundError):  # removed meanwhile
                         continue
-                    block = _header_block(raw).decode("utf-8", "replace").lower()
+                    block = _searchable(_header_block(raw))
                     if not any(needle in block for needle in needles):
                         continue
                     headers = header_parser.parsebytes(raw)
@@ -203,7 +134,7 @@ class MaildirConnector(Connector):
         """Yield one ``email`` record per message naming the subject."""
         count = 0
         for folder, key, raw in self._matches(subject):
-            message = BytesParser(policy=policy.default).parsebytes(raw)
+            message = BytesParser(_class=EmailMessage, policy=policy.default).parsebytes(raw)
             count += 1
             yield Record(folder, key, "email", _fields(message))
         log.debug("maildir %s: %d messages found", self.name, count)
@@ -214,13 +145,12 @@ class MaildirConnector(Connector):
         what others sent. ``extra`` holds address hashes, not addresses."""
         hashes = {address_hash(a) for a in subject.values("email")}
         plan = ErasurePlan(connector=self.name, extra={"address_hashes": sorted(hashes)})
-        header_parser = BytesHeaderParser(policy=policy.compat32)
         for folder, key, raw in self._matches(subject):
-            headers = header_parser.parsebytes(raw)
-            plan.items.append(self._plan_item(folder, key, headers, hashes))
+            plan.items.append(self._plan_item(folder, key, raw, hashes))
         return plan
 
-    def _plan_item(self, folder: str, key: str, headers: Message, hashes: set[str]) -> PlanItem:
+    def _plan_item(self, folder: str, key: str, raw: bytes, hashes: set[str]) -> PlanItem:
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
         if _matching_headers(headers, hashes, SENDER_HEADERS):
             return PlanItem(folder, key, Action.DELETE, "message sent by the subject deleted")
         where = ", ".join(_matching_headers(headers, hashes, OTHER_HEADERS))
@@ -232,9 +162,14 @@ class MaildirConnector(Connector):
                 Action.KEEP,
                 f"hold {HOLD}: mail sent by other people is kept ({where})",
             )
+        body = _body_names(_parse(raw), hashes)
         if others == "remove":
-            return PlanItem(folder, key, Action.MASK, f"address removed from {where}")
-        return PlanItem(folder, key, Action.MASK, f"address replaced by {REDACTED} in {where}")
+            detail = f"address removed from {where}"
+            if body:
+                detail += f"; replaced by {REDACTED} in the message body"
+            return PlanItem(folder, key, Action.MASK, detail)
+        detail = f"address replaced by {REDACTED} in {where}"
+        return PlanItem(folder, key, Action.MASK, detail + (" and the message body" * body))
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Delete and rewrite the planned messages. Idempotent."""
@@ -259,38 +194,29 @@ class MaildirConnector(Connector):
         names the subject (already erased)."""
         try:
             box = self._folder(item.collection)
-            message = box.get_message(item.key)
+            old = box.get_message(item.key)  # its subdir, flags and date
+            raw = box.get_bytes(item.key)
         except (KeyError, FileNotFoundError, mailbox.NoSuchMailboxError):  # already gone
             return False
         if item.action is Action.DELETE:
-            if not _matching_headers(message, hashes, SENDER_HEADERS):
+            if not _matching_headers(old, hashes, SENDER_HEADERS):
                 return False
             box.discard(item.key)
             return True
-        if not _matching_headers(message, hashes, OTHER_HEADERS):
+        if not _matching_headers(old, hashes, OTHER_HEADERS):
             return False
-        for header in OTHER_HEADERS:
-            _scrub(message, header, hashes, self.config["others"] == "remove")
-        box.add(message)  # add first: a crash leaves a duplicate, never a loss
+        message = _parse(raw)
+        _scrub_headers(message, hashes, self.config["others"] == "remove")
+        _scrub_body(message, hashes)
+        box.add(_stored(message, old))  # add first: a crash leaves a duplicate, never a loss
         box.discard(item.key)
         return True
 
 
-def _scrub(message: mailbox.MaildirMessage, header: str, hashes: set[str], remove: bool) -> None:
-    """Drop or replace the hashed addresses in one header, display names too."""
-    values = message.get_all(header, [])
-    pairs = getaddresses([str(v) for v in values])
-    if not any(address_hash(addr) in hashes for _, addr in pairs):
-        return
-    kept = []
-    for name, addr in pairs:
-        if address_hash(addr) not in hashes:
-            kept.append(formataddr((name, addr)))
-        elif not remove and REDACTED not in kept:
-            kept.append(REDACTED)
-    if len(values) == 1 and kept:
-        message.replace_header(header, ", ".join(kept))  # keeps the header's position
-        return
-    del message[header]
-    if kept:
-        message[header] = ", ".join(kept)
+def _stored(message: EmailMessage, old: mailbox.MaildirMessage) -> mailbox.MaildirMessage:
+    """The rewritten message with the old one's subdirectory, flags and date."""
+    stored = mailbox.MaildirMessage(message)
+    stored.set_subdir("cur" if old.get_subdir() == "cur" else "new")
+    stored.set_info(old.get_info())
+    stored.set_date(old.get_date())
+    return stored
