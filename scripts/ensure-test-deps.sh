@@ -69,22 +69,29 @@ have_pg_binaries() {
         || { command -v initdb && command -v pg_ctl && command -v postgres; } >/dev/null 2>&1
 }
 
-ensure_postgresql() {
-    local target="${DSAR_TEST_PG:-}"
+ensure_server() {
+    # ensure_server NAME TARGET DEFAULT HAVE_BINARIES PACKAGE: a server answers at
+    # TARGET (host:port; DEFAULT when unset), or its binaries are there for the
+    # tests' throwaway server, or PACKAGE is installed. TARGET=start skips the probe.
+    local name="$1" target="$2" default="$3" have="$4" package="$5"
     if [ "$target" != "start" ]; then
-        local where="${target:-127.0.0.1:5432}"
+        local where="${target:-$default}"
         if answers "$where"; then
-            say "postgresql: a server answers at $where"
+            say "$name: a server answers at $where"
             return
         fi
     fi
-    if have_pg_binaries; then
-        say "postgresql: server binaries present (the tests start a throwaway server)"
+    if "$have"; then
+        say "$name: server binaries present (the tests start a throwaway server)"
         return
     fi
-    apt_install postgresql
-    have_pg_binaries || { echo "ensure-test-deps: postgresql installed but no initdb found" >&2; exit 1; }
-    say "postgresql: installed"
+    apt_install "$package"
+    "$have" || { echo "ensure-test-deps: $package installed but its server was not found" >&2; exit 1; }
+    say "$name: installed"
+}
+
+ensure_postgresql() {
+    ensure_server postgresql "${DSAR_TEST_PG:-}" 127.0.0.1:5432 have_pg_binaries postgresql
 }
 
 have_mariadb_binaries() {
@@ -99,21 +106,7 @@ have_mariadb_binaries() {
 }
 
 ensure_mariadb() {
-    local target="${DSAR_TEST_MARIADB:-}"
-    if [ "$target" != "start" ]; then
-        local where="${target:-127.0.0.1:3306}"
-        if answers "$where"; then
-            say "mariadb: a server answers at $where"
-            return
-        fi
-    fi
-    if have_mariadb_binaries; then
-        say "mariadb: server binaries present (the tests start a throwaway server)"
-        return
-    fi
-    apt_install mariadb-server
-    have_mariadb_binaries || { echo "ensure-test-deps: mariadb-server installed but no mariadbd found" >&2; exit 1; }
-    say "mariadb: installed"
+    ensure_server mariadb "${DSAR_TEST_MARIADB:-}" 127.0.0.1:3306 have_mariadb_binaries mariadb-server
 }
 
 have_redis_binary() {
@@ -121,21 +114,7 @@ have_redis_binary() {
 }
 
 ensure_redis() {
-    local target="${DSAR_TEST_REDIS:-}"
-    if [ "$target" != "start" ]; then
-        local where="${target:-127.0.0.1:6379}"
-        if answers "$where"; then
-            say "redis: a server answers at $where"
-            return
-        fi
-    fi
-    if have_redis_binary; then
-        say "redis: redis-server present (the tests start a throwaway server)"
-        return
-    fi
-    apt_install redis-server
-    have_redis_binary || { echo "ensure-test-deps: redis-server installed but not found" >&2; exit 1; }
-    say "redis: installed"
+    ensure_server redis "${DSAR_TEST_REDIS:-}" 127.0.0.1:6379 have_redis_binary redis-server
 }
 
 ensure_python_venv() {
