@@ -14,6 +14,7 @@ from sqlalchemy import select
 from dsar.models import AuditEvent, Task
 from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
+from dsar.workflow.preview import preview_erasure
 from tests.support.engine_connectors import Script
 from tests.test_engine import process, status, submit
 
@@ -154,6 +155,12 @@ def test_real_connectors_email_to_phone(make_app: Callable[..., Flask], tmp_path
     }
     app = make_app(connectors, ERASURE_REVIEW=False)
     rt = app.extensions["dsar"]
+    with rt.transaction() as session:  # the officer's preview already follows the phone
+        pending = flow.submit(session, rt, "erasure", {"email": [EMAIL]})
+        previews = {p["connector"]: p for p in preview_erasure(session, rt, pending,
+                                                                actor="officer:test")}
+    assert previews["chat"]["summary"]["delete"] == 1  # Ann's message, found by phone
+    assert previews["crm"]["summary"]["delete"] == 1
     request_id = submit(rt, "access", EMAIL)
     process(rt)
     assert status(rt, request_id) == "completed"

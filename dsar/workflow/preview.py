@@ -1,9 +1,9 @@
 """What an erasure would do, shown to the officer before approving it.
 
-Each erasing connector plans for the subject as known now: per collection,
-how many records would be deleted, masked (how) or kept (which hold, why).
-Nothing changes in any store. Identity expansion is not run here, so stores
-keyed only by identifiers a discovery would add show nothing yet.
+Each erasing connector plans for the subject as known now, widened by the
+identifiers discovery would add (run here too, to the same fixed point and
+cap, but nothing is stored): per collection, how many records would be
+deleted, masked (how) or kept (which hold, why). Nothing changes in any store.
 """
 
 from __future__ import annotations
@@ -25,13 +25,40 @@ def preview_erasure(session: Session, rt: Runtime, request: Request, *,
     """One entry per connector: ``summary`` (counts by action) and ``groups``
     (collection, action, detail, records), or ``note``/``error``. Records an
     ``erasure.previewed`` event with the counts."""
-    subject = subject_of(rt, request)
+    subject = _expanded(rt, subject_of(rt, request))
     previews = [_preview(name, connector, subject)
                 for name, connector in sorted(rt.connectors.items())]
     audit.record(session, rt.crypto, "erasure.previewed", actor=actor, request_id=request.id,
-                 details={"connectors": {p["connector"]: p.get("summary", p.get("error", ""))
+                 details={"identifiers": sum(len(v) for v in subject.identifiers.values()),
+                          "connectors": {p["connector"]: p.get("summary", p.get("error", ""))
                                          for p in previews}})
     return previews
+
+
+def _expanded(rt: Runtime, subject: Subject) -> Subject:
+    """The subject with what discovery would add, to a fixed point, capped
+    like the engine's (``DISCOVERY_MAX_IDENTIFIERS``). A failing discoverer
+    is skipped: the preview is advice, the erasure itself rediscovers."""
+    cap = int(rt.settings["DISCOVERY_MAX_IDENTIFIERS"])
+    known = {kind: set(values) for kind, values in subject.identifiers.items()}
+    discoverers = [c for _, c in sorted(rt.connectors.items())
+                   if Capability.DISCOVER in c.capabilities]
+    while True:
+        before = sum(len(v) for v in known.values())
+        for connector in discoverers:
+            current = Subject(known).restricted_to(connector.identity_kinds)
+            if not current.kinds:
+                continue
+            try:
+                found = connector.discover(current)
+            except ConnectorError:
+                continue
+            for kind, values in sorted(found.items()):
+                for value in sorted(Subject({kind: values}).values(kind)):
+                    if sum(len(v) for v in known.values()) < cap:
+                        known.setdefault(kind, set()).add(value)
+        if sum(len(v) for v in known.values()) == before:
+            return Subject(known)
 
 
 def _preview(name: str, connector: Connector, subject: Subject) -> dict[str, Any]:
