@@ -100,28 +100,14 @@ class MariaDbServer:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-_server: MariaDbServer | None = None
-
-
-def _report_line() -> str:
-    """The header line (the header is printed before collection: usually not chosen yet)."""
-    if _server is not None:
-        return f"mariadb: {_server.label}"
-    target = os.environ.get(ENV_TARGET, "").strip()
-    setting = f"{ENV_TARGET}={target}" if target else f"{ENV_TARGET} unset"
-    return f"mariadb: chosen after collection, if a test needs it ({setting})"
-
-
-servers.add_report_line(_report_line)
+_lazy: servers.Lazy[MariaDbServer] = servers.Lazy("mariadb", ENV_TARGET, lambda: _choose_server(),
+                                               lambda: _require_driver())
 
 # --------------------------------------------------------------------------- hooks
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    global _server
-    if _server is None and any(_needs_mariadb(item) for item in session.items):
-        _require_driver()
-        _server = _choose_server()
+    _lazy.decide(any(_needs_mariadb(item) for item in session.items))
 
 
 def _needs_mariadb(item: pytest.Item) -> bool:
@@ -137,14 +123,7 @@ def _needs_mariadb(item: pytest.Item) -> bool:
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[MariaDbServer]:
     """The server the tests use; a throwaway one is stopped when the session ends."""
-    global _server
-    if _server is None:  # a test asked by getfixturevalue without saying so: decide now
-        _require_driver()
-        _server = _choose_server()
-    yield _server
-    server, _server = _server, None
-    if server.throwaway:
-        servers.stop_server(server)
+    yield from _lazy.session()
 
 
 @pytest.fixture

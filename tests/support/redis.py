@@ -142,29 +142,15 @@ class RedisDb:
             client.close()
 
 
-_server: RedisServer | None = None
-
-
-def _report_line() -> str:
-    """The header line (the header is printed before collection: usually not chosen yet)."""
-    if _server is not None:
-        return f"redis: {_server.label}"
-    target = os.environ.get(ENV_TARGET, "").strip()
-    setting = f"{ENV_TARGET}={target}" if target else f"{ENV_TARGET} unset"
-    return f"redis: chosen after collection, if a test needs it ({setting})"
-
-
-servers.add_report_line(_report_line)
+_lazy: servers.Lazy[RedisServer] = servers.Lazy("redis", ENV_TARGET, lambda: _choose_server(),
+                                               lambda: _require_client())
 
 # --------------------------------------------------------------------------- hooks
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    global _server
-    if _server is None and any(_needs_redis(item) for item in items):
-        _require_client()
-        _server = _choose_server()
+    _lazy.decide(any(_needs_redis(item) for item in items))
 
 
 def _needs_redis(item: pytest.Item) -> bool:
@@ -177,14 +163,7 @@ def _needs_redis(item: pytest.Item) -> bool:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """The server the tests use; a throwaway one is stopped when the session ends."""
-    global _server
-    if _server is None:  # a test asked by getfixturevalue without saying so: decide now
-        _require_client()
-        _server = _choose_server()
-    yield _server
-    server, _server = _server, None
-    if server.throwaway:
-        servers.stop_server(server)
+    yield from _lazy.session()
 
 
 @pytest.fixture

@@ -34,10 +34,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import NoReturn, Protocol, TypeVar
+from typing import Generic, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -53,6 +53,21 @@ class Stoppable(Protocol):
 
 
 S = TypeVar("S")
+
+
+class LazyServer(Protocol):
+    """What :class:`Lazy` needs of a server: a label for the header, whether
+    the tests started it, and a way to stop it."""
+
+    throwaway: bool
+
+    @property
+    def label(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+L = TypeVar("L", bound=LazyServer)
 
 
 # ------------------------------------------------------------------ which server
@@ -313,3 +328,43 @@ def check_unique_hooks(*modules: ModuleType) -> None:
                     f"{module.__name__} and {first[0]} both export {name}: only one "
                     "would be called; define it once (see tests/support/servers.py)"
                 )
+
+
+class Lazy(Generic[L]):
+    """A server chosen only when a collected test needs it (a collection hook
+    calls :meth:`decide`) or when its session fixture is asked for directly.
+
+    ``choose`` finds or starts the server; ``require`` checks the client
+    library first (exiting 3 when it is missing). The header line says which
+    server was chosen, or that none is chosen yet.
+    """
+
+    def __init__(self, name: str, env_target: str, choose: Callable[[], L],
+                 require: Callable[[], None]) -> None:
+        self.name, self.env_target = name, env_target
+        self._choose, self._require = choose, require
+        self.server: L | None = None
+        add_report_line(self.report_line)
+
+    def report_line(self) -> str:
+        """The header line (printed before collection: usually not chosen yet)."""
+        if self.server is not None:
+            return f"{self.name}: {self.server.label}"
+        target = os.environ.get(self.env_target, "").strip()
+        setting = f"{self.env_target}={target}" if target else f"{self.env_target} unset"
+        return f"{self.name}: chosen after collection, if a test needs it ({setting})"
+
+    def decide(self, needed: bool) -> L:
+        """Choose the server now if ``needed`` and not chosen yet."""
+        if self.server is None and needed:
+            self._require()
+            self.server = self._choose()
+        return self.server  # type: ignore[return-value]
+
+    def session(self) -> Iterator[L]:
+        """The body of the session fixture: the server, stopped at the end
+        when the tests started it."""
+        yield self.decide(True)
+        server, self.server = self.server, None
+        if server is not None and server.throwaway:
+            stop_server(server)
