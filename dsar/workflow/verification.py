@@ -92,7 +92,8 @@ def resend(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
     """A new code, after the cooldown; the old one stops working."""
     if request.status != Status.VERIFYING.value:
         raise NotWaiting()
-    current = session.get(Verification, request.id)
+    # locked: resends at the same moment must see each other's sent_at
+    current = session.get(Verification, request.id, with_for_update=True)
     if current is not None:
         wait = (current.sent_at + timedelta(seconds=rt.settings["CODE_RESEND_SECONDS"])
                 - utcnow()).total_seconds()

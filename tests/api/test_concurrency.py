@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 from flask import Flask
 
+from dsar.database import utcnow
 from dsar.models import Verification
 from tests.api.helpers import ALICE, BASE, Outbox, auth, submit
 
@@ -58,3 +60,31 @@ def test_the_right_code_twice_at_once_verifies_once(make_api: Callable[..., Flas
     for thread in threads:
         thread.join(60)
     assert sorted(statuses) == [200, 409, 409, 409]
+
+
+def test_parallel_resends_send_one_code(make_api: Callable[..., Flask],
+                                        outbox: Outbox) -> None:
+    """Resends at the same moment after the cooldown: one new code, the rest
+    are told to wait (the cooldown check and the send are one locked step)."""
+    app = make_api(CODE_RESEND_SECONDS=60, RATE_LIMIT_RESEND="100 per hour")
+    rt = app.extensions["dsar"]
+    request_id, token = submit(app.test_client())
+    outbox.code(ALICE)
+    with rt.transaction() as session:  # the cooldown has passed
+        row = session.get(Verification, request_id)
+        assert row is not None
+        row.sent_at = utcnow() - timedelta(seconds=61)
+    start, statuses = threading.Barrier(4), []
+
+    def attempt() -> None:
+        client = app.test_client()
+        start.wait(10)
+        statuses.append(client.post(f"{BASE}/{request_id}/resend",
+                                    headers=auth(token)).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [202, 429, 429, 429]
