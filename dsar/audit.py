@@ -62,11 +62,8 @@ def _head_message(seq: int, head_hash: str) -> str:
     return f"head:{seq}:{head_hash}"
 
 
-def ensure_head(session: Session) -> None:
-    """Create the empty head row if it is missing (a fresh database)."""
-    if session.get(AuditHead, HEAD_ID) is None:
-        session.add(AuditHead(id=HEAD_ID, seq=0, hash=GENESIS_HASH, mac=""))
-        session.flush()
+class AuditHeadMissing(RuntimeError):
+    """The head row is gone: the database was never migrated, or tampered with."""
 
 
 def record(session: Session, crypto: Crypto, action: str, *, actor: str,
@@ -75,16 +72,17 @@ def record(session: Session, crypto: Crypto, action: str, *, actor: str,
 
     ``actor`` is who acted (``requester``, ``officer:<name>``, ``system``,
     ``connector:<instance>``, ``cli``); ``details`` a JSON-serialisable mapping
-    without personal data. Returns the flushed event.
+    without personal data. Returns the flushed event. Raises
+    :class:`AuditHeadMissing` when the head row is gone.
     """
     head = session.execute(
         select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
     ).scalar_one_or_none()
     if head is None:
-        ensure_head(session)
-        head = session.execute(
-            select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-        ).scalar_one()
+        # The migration creates it; starting a new chain here would hide a
+        # deleted head (and race with another first append).
+        raise AuditHeadMissing("the audit head is missing: run `dsar db upgrade` on a new "
+                               "database; otherwise run `dsar audit verify`")
     event = AuditEvent(
         seq=head.seq + 1, occurred_at=utcnow(), actor=actor, action=action,
         request_id=request_id,

@@ -237,3 +237,12 @@ def test_anchor_with_another_hash_fails(rt: Runtime, cli: Callable[..., Result])
     assert result.exit_code == 1 and "event 2" in result.output and "anchor" in result.output
     bad = cli("audit", "verify", "--anchor", "two:xyz")
     assert bad.exit_code == 2 and "SEQ:HASH" in bad.output
+
+
+def test_a_deleted_head_is_never_silently_recreated(rt: Runtime) -> None:
+    append(rt, 2)
+    sql(rt, "DELETE FROM audit_heads")
+    with pytest.raises(audit.AuditHeadMissing), rt.transaction() as session:
+        audit.record(session, rt.crypto, "test.event", actor="tester")
+    result = verify(rt)
+    assert result.ok is False and "head is missing" in result.problem

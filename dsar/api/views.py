@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Response, current_app, g, request, send_file, url_for
@@ -18,7 +17,6 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, MapAdapter, Rule
 
-from ..database import utcnow
 from ..extensions import client_address, email_key, rate_limits, request_key
 from ..mail import MailError
 from ..models import Request
@@ -207,13 +205,8 @@ def export_state(session: Session, rt: Runtime, found: Request) -> dict[str, Any
     :func:`dsar.workflow.downloads.take` would hand the zip out."""
     if found.kind != "access" or found.status != Status.COMPLETED.value:
         return None
-    bundle = downloads.bundle_of(session, found)
-    left = 0
-    if bundle is not None:
-        left = max(int(rt.settings["EXPORT_MAX_DOWNLOADS"]) - bundle.download_count, 0)
-    live = bundle is not None and (bundle.expires_at is None or utcnow() < bundle.expires_at)
-    on_disk = bundle is not None and (Path(rt.settings["EXPORT_DIR"]) / bundle.filename).exists()
+    state = downloads.availability(rt, downloads.bundle_of(session, found))
     return dict(ExportView().dump({
-        "available": live and on_disk and left > 0,
-        "expires_at": bundle.expires_at if bundle is not None else None,
-        "downloads_left": left, "url": url_for(".export", request_id=found.id)}))
+        "available": state.refusal is None,
+        "expires_at": state.expires_at,
+        "downloads_left": state.left, "url": url_for(".export", request_id=found.id)}))

@@ -14,7 +14,6 @@ from typing import Any
 from flask import Response, make_response, render_template, url_for
 from sqlalchemy.orm import Session
 
-from ..database import utcnow
 from ..models import Request
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
@@ -63,15 +62,12 @@ def _download(session: Session, rt: Runtime, request: Request) -> dict[str, str]
     """The link and its limits, or why there is none; ``None`` when no export is due."""
     if request.status != "completed" or request.kind != "access":
         return None
-    texts, bundle = rt.texts, downloads.bundle_of(session, request)
-    if bundle is None:
-        return {"note": texts["download.not_ready"]}
-    left = int(rt.settings["EXPORT_MAX_DOWNLOADS"]) - bundle.download_count
-    if bundle.expires_at is not None and utcnow() >= bundle.expires_at:
-        return {"note": texts["download.expired"]}
-    if left <= 0:
-        return {"note": texts["download.exhausted"]}
-    limits = (texts["download.left"].format(left=left) if bundle.expires_at is None else
-              texts["download.valid"].format(until=when(texts, bundle.expires_at,
+    texts = rt.texts
+    state = downloads.availability(rt, downloads.bundle_of(session, request))
+    if state.refusal is not None:
+        return {"note": texts[state.refusal]}
+    left = state.left
+    limits = (texts["download.left"].format(left=left) if state.expires_at is None else
+              texts["download.valid"].format(until=when(texts, state.expires_at,
                                                         with_time=True), left=left))
     return {"url": url_for("portal.download", request_id=request.id), "limits": limits}

@@ -6,6 +6,8 @@ is an audit event.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -28,18 +30,38 @@ def bundle_of(session: Session, request: Request) -> ExportBundle | None:
     return session.get(ExportBundle, request.id)
 
 
+@dataclass(frozen=True)
+class Availability:
+    """Whether :func:`take` would hand the zip out now: ``refusal`` is the
+    text key saying why not (``None``: it would), ``left`` the downloads left."""
+
+    refusal: str | None
+    left: int
+    expires_at: datetime | None
+
+
+def availability(rt: Runtime, bundle: ExportBundle | None) -> Availability:
+    """The one place the link's rules live (status pages, the API and take)."""
+    if bundle is None:
+        return Availability("download.not_ready", 0, None)
+    left = max(int(rt.settings["EXPORT_MAX_DOWNLOADS"]) - bundle.download_count, 0)
+    if not (Path(rt.settings["EXPORT_DIR"]) / bundle.filename).exists():
+        return Availability("download.not_ready", left, bundle.expires_at)
+    if bundle.expires_at is not None and utcnow() >= bundle.expires_at:
+        return Availability("download.expired", left, bundle.expires_at)
+    if left == 0:
+        return Availability("download.exhausted", 0, bundle.expires_at)
+    return Availability(None, left, bundle.expires_at)
+
+
 def take(session: Session, rt: Runtime, request: Request, *, actor: str = "requester") -> Path:
     """Count one download and return the zip's path, or raise
     :class:`DownloadRefused` (not ready, expired, exhausted)."""
     bundle = session.get(ExportBundle, request.id, with_for_update=True)
-    path = Path(rt.settings["EXPORT_DIR"]) / bundle.filename if bundle else None
-    if bundle is None or path is None or not path.exists():
-        raise DownloadRefused("download.not_ready")
-    if bundle.expires_at is not None and utcnow() >= bundle.expires_at:
-        raise DownloadRefused("download.expired")
-    if bundle.download_count >= int(rt.settings["EXPORT_MAX_DOWNLOADS"]):
-        raise DownloadRefused("download.exhausted")
+    state = availability(rt, bundle)
+    if bundle is None or state.refusal is not None:
+        raise DownloadRefused(state.refusal or "download.not_ready")
     bundle.download_count += 1
     audit.record(session, rt.crypto, "export.downloaded", actor=actor, request_id=request.id,
                  details={"download": bundle.download_count, "sha256": bundle.sha256})
-    return path
+    return Path(rt.settings["EXPORT_DIR"]) / bundle.filename
