@@ -139,8 +139,7 @@ def requests_plan(request_id: str, as_json: bool) -> None:
     before approving it. Changes nothing in the stores."""
     from ..workflow.preview import preview_erasure
 
-    rt = runtime()
-    connectors_or_fail(rt)
+    connectors_or_fail(runtime())
     with transaction() as (rt, session):
         request = get_request(session, request_id)
         if request.kind != "erasure":
