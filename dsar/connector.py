@@ -25,6 +25,14 @@ Rules the engine relies on:
 * ``erase`` is idempotent: running a plan twice has the effect of running it
   once. After ``erase``, ``find`` must return only records the plan keeps; the
   engine checks this and fails the task otherwise.
+* A call may be asked to stop (its worker lost the task, or the task ran past
+  its maximum duration). A connector that declares :attr:`Capability.STOP`
+  calls :func:`check_stop` between records in ``find``, ``plan_erasure``,
+  ``erase`` and ``discover``; in ``erase`` it passes what it has done so far
+  (``check_stop(done=ErasureResult(...))``) so the audit trail records what the
+  store actually did. The stop token belongs to the running call, not to the
+  instance (worker threads share instances), so nothing changes for
+  connectors that do not use it: they simply run to the end.
 
 Connectors register through the ``dsar.connectors`` entry-point group; the
 configuration of each instance is validated with the class's marshmallow
@@ -35,8 +43,11 @@ configuration of each instance is validated with the class's marshmallow
 from __future__ import annotations
 
 import enum
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -54,18 +65,24 @@ __all__ = [
     "PlanItem",
     "Record",
     "RetryableError",
+    "Stopped",
     "Subject",
+    "check_stop",
     "normalise_identifier",
+    "stop_requested",
+    "stop_scope",
 ]
 
 
 class Capability(enum.StrEnum):
     """What a connector can do. ``FIND`` is required; ``ERASE`` needs
-    ``plan_erasure`` and ``erase``; ``DISCOVER`` needs ``discover``."""
+    ``plan_erasure`` and ``erase``; ``DISCOVER`` needs ``discover``; ``STOP``
+    promises that long calls call :func:`check_stop` between records."""
 
     FIND = "find"
     ERASE = "erase"
     DISCOVER = "discover"
+    STOP = "stop"
 
 
 class ConnectorError(Exception):
@@ -79,6 +96,51 @@ class RetryableError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """Retrying cannot help (bad configuration, refused credentials)."""
+
+
+class Stopped(ConnectorError):
+    """The engine asked the running call to stop; raised by :func:`check_stop`.
+
+    ``done`` is what an interrupted ``erase`` had already changed in the store
+    (``None`` when the call changed nothing or cannot tell)."""
+
+    def __init__(self, message: str = "stopped at the engine's request",
+                 done: ErasureResult | None = None) -> None:
+        super().__init__(message)
+        self.done = done
+
+
+_stop_event: ContextVar[threading.Event | None] = ContextVar("dsar_stop_event", default=None)
+
+
+def stop_requested() -> bool:
+    """Has the engine asked the running call to stop? Cheap: call it often."""
+    event = _stop_event.get()
+    return event is not None and event.is_set()
+
+
+def check_stop(done: ErasureResult | None = None) -> None:
+    """Raise :class:`Stopped` if the engine asked the running call to stop.
+
+    Call it between records, where stopping leaves the store consistent (each
+    record either fully changed or untouched). In ``erase``, pass the counts of
+    what was done so far."""
+    if stop_requested():
+        raise Stopped(done=done)
+
+
+@contextmanager
+def stop_scope(event: threading.Event) -> Iterator[threading.Event]:
+    """Run the calls made inside the block under ``event`` as their stop token
+    (the engine and the conformance kit use this; connectors never need it).
+
+    The token is a context variable: it belongs to this thread's call, so
+    worker threads sharing one connector instance each have their own."""
+    token = _stop_event.set(event)
+    try:
+        yield event
+    finally:
+        _stop_event.reset(token)
 
 
 def normalise_identifier(kind: str, value: str) -> str:

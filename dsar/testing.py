@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -42,8 +43,10 @@ from dsar.connector import (
     ErasurePlan,
     ErasureResult,
     Record,
+    Stopped,
     Subject,
     normalise_identifier,
+    stop_scope,
 )
 
 __all__ = ["ConnectorContract", "personal_values"]
@@ -105,6 +108,44 @@ class ConnectorContract:
     def _require_discover(self, connector: Connector) -> None:
         if Capability.DISCOVER not in connector.capabilities:
             pytest.skip("connector does not declare Capability.DISCOVER")
+
+    def _require_stop(self, connector: Connector) -> None:
+        if Capability.STOP not in connector.capabilities:
+            pytest.skip("connector does not declare Capability.STOP")
+
+    # ----------------------------------------------------------- stop
+    def test_find_stops_when_asked(self, connector: Connector, subject: Subject) -> None:
+        self._require_stop(connector)
+        assert list(connector.find(subject)), "the stop test needs a subject with records"
+        yielded = 0
+        with stop_scope(threading.Event()) as stop, pytest.raises(Stopped):
+            stop.set()
+            for _record in connector.find(subject):
+                yielded += 1
+        assert yielded <= 1, "find must stop within one record of being asked"
+
+    def test_plan_stops_when_asked(self, connector: Connector, subject: Subject) -> None:
+        self._require_stop(connector)
+        self._require_erase(connector)
+        with stop_scope(threading.Event()) as stop, pytest.raises(Stopped):
+            stop.set()
+            connector.plan_erasure(subject)
+
+    def test_erase_stopped_reports_what_it_did_and_resumes(
+        self, connector: Connector, subject: Subject
+    ) -> None:
+        self._require_stop(connector)
+        self._require_erase(connector)
+        plan = connector.plan_erasure(subject)
+        changing = sum(1 for item in plan.items if item.action is not Action.KEEP)
+        with stop_scope(threading.Event()) as stop, pytest.raises(Stopped) as stopped:
+            stop.set()
+            connector.erase(plan)
+        done = stopped.value.done or ErasureResult()
+        assert done.deleted + done.masked <= min(changing, 1), (
+            "erase must stop within one record of being asked")
+        connector.erase(plan)  # a rerun after a stop finishes the job
+        assert set(_refs(connector.find(subject))) <= plan.kept()
 
     # ----------------------------------------------------------- discover
     def test_discover_returns_identifiers_and_changes_nothing(
