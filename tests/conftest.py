@@ -7,7 +7,9 @@ saying what to install, tests are never skipped:
 * PostgreSQL, tests/support/postgres.py: ``DSAR_TEST_PG`` (``host:port`` or ``start``;
   unset: probe ``DSAR_TEST_PG_PROBE``, default 127.0.0.1:5432). Fixtures
   ``postgresql``, ``pg_url``, ``database_url`` and ``pg_server``; hooks
-  ``pytest_configure`` and ``pytest_unconfigure``.
+  ``pytest_configure`` and ``pytest_unconfigure``. For outage tests, ``restartable_pg``:
+  a fresh database on a private throwaway server (session-scoped, always its own) with
+  ``url``, ``port``, ``stop()`` and ``start()`` on the same port.
 * MariaDB, tests/support/mariadb.py: ``DSAR_TEST_MARIADB`` (unset: probe
   ``DSAR_TEST_MARIADB_PROBE``, default 127.0.0.1:3306; password ``MYSQL_PWD``).
   Fixtures ``mariadb_url`` and ``mariadb_server``; hook ``pytest_collection_finish``.

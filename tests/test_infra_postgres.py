@@ -35,3 +35,56 @@ def test_database_url_works_with_sqlalchemy(database_url):
         assert engine.dialect.name == expected
     finally:
         engine.dispose()
+
+
+def _select_one(url: str) -> int:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT 1")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_restartable_pg_stops_and_starts_on_the_same_port(restartable_pg, pg_server):
+    assert restartable_pg.port != pg_server.port  # always a private server
+    assert restartable_pg.url.startswith("postgresql+psycopg://postgres@127.0.0.1:")
+    assert _select_one(restartable_pg.url) == 1
+    port = restartable_pg.port
+    restartable_pg.stop()
+    with pytest.raises(sa.exc.OperationalError):
+        _select_one(restartable_pg.url)
+    restartable_pg.start()
+    assert restartable_pg.port == port
+    assert _select_one(restartable_pg.url) == 1
+
+
+def test_restartable_pg_cuts_open_connections_and_keeps_data(restartable_pg):
+    engine = sa.create_engine(restartable_pg.url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE kept (id integer)"))
+            conn.execute(sa.text("INSERT INTO kept VALUES (7)"))
+        held = engine.connect()
+        restartable_pg.stop()
+        with pytest.raises(sa.exc.OperationalError):
+            held.execute(sa.text("SELECT 1"))
+        held.close()
+        restartable_pg.start()
+        engine.dispose()  # the pool's connections died with the server
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM kept")).scalar_one() == 7
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("run", [1, 2])
+def test_restartable_pg_runs_and_is_fresh_at_each_test_start(restartable_pg, run):
+    # Whichever run comes first leaves the server stopped: the fixture starts it again.
+    engine = sa.create_engine(restartable_pg.url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE marker (run integer)"))
+    finally:
+        engine.dispose()
+    restartable_pg.stop()

@@ -8,7 +8,11 @@
   Redis), re-exported here so that it is defined once;
 * fixtures ``pg_server`` (session: where the server is), ``postgresql_noproc`` and
   ``postgresql`` (pytest-postgresql: a fresh database per test), ``pg_url`` (SQLAlchemy
-  URL of that database) and ``database_url`` (parametrised over sqlite and postgresql).
+  URL of that database) and ``database_url`` (parametrised over sqlite and postgresql);
+* for outage tests, ``restartable_pg``: a fresh database on a private throwaway server
+  (always its own, started once per session on first use, whatever ``DSAR_TEST_PG``
+  says) with ``url``, ``port``, ``stop()`` and ``start()`` (same port; running again
+  at the start of every test); ``restartable_pg_server`` is its session fixture.
 
 Which server, decided once in ``pytest_configure`` before any fixture runs:
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -39,6 +44,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,8 @@ from tests.support.servers import pytest_report_header
 
 __all__ = [
     "PgServer",
+    "RestartablePg",
+    "RestartablePgDatabase",
     "database_url",
     "pg_server",
     "pg_url",
@@ -59,6 +67,8 @@ __all__ = [
     "pytest_configure",
     "pytest_report_header",
     "pytest_unconfigure",
+    "restartable_pg",
+    "restartable_pg_server",
 ]
 
 ENV_TARGET = "DSAR_TEST_PG"
@@ -84,6 +94,11 @@ class PgServer:
     throwaway: bool = False
     scratch: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        assert self.scratch is not None
+        return self.scratch / "postgres.log"
 
     @property
     def label(self) -> str:
@@ -160,6 +175,109 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'dsar.sqlite3'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+# ------------------------------------------------------- restartable (outage tests)
+
+
+class RestartablePg:
+    """A private throwaway PostgreSQL that tests may stop and start again.
+
+    Always its own server (never the shared one), on one port for its whole life, so
+    a client configured before an outage finds it again afterwards. ``stop()`` is a
+    fast shutdown (open connections are cut, the data dir is kept); ``start()`` waits
+    until it answers, within START_TIMEOUT_S, or raises RuntimeError.
+    """
+
+    def __init__(self) -> None:
+        self.server, self._bins, self._owner = _new_throwaway()
+        servers.start_or_exit(
+            self.server,
+            lambda: _init_and_start(self.server, self._bins, self._owner),
+            f"restartable PostgreSQL ({self._bins['postgres']})",
+            self.server.log,
+            INSTALL_HINT,
+        )
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def is_running(self) -> bool:
+        return self.server.process is not None and self.server.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the postmaster (SIGINT: fast shutdown), keep the data dir."""
+        proc, self.server.process = self.server.process, None
+        servers.stop_process(proc, signal.SIGINT, timeout_s=15)
+
+    def start(self) -> None:
+        """Start it again on the same port (no-op if it runs); raise if it can't."""
+        if self.is_running:
+            return
+        if not _run_postmaster(self.server, self._bins["postgres"], self._owner):
+            tail = self.server.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(
+                f"restartable PostgreSQL did not answer again on port {self.port} "
+                f"within {START_TIMEOUT_S:.0f} s:\n{tail}"
+            )
+
+    def admin(self) -> psycopg.Connection:
+        """An autocommit connection to its ``postgres`` database."""
+        return psycopg.connect(
+            host=self.server.host, port=self.port, user=PG_USER, dbname="postgres",
+            autocommit=True, connect_timeout=10,
+        )
+
+
+@dataclasses.dataclass
+class RestartablePgDatabase:
+    """What ``restartable_pg`` gives a test: its own database on the restartable server."""
+
+    server: RestartablePg
+    dbname: str
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{self.dbname}"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server.start()
+
+
+_restartable_dbs = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def restartable_pg_server() -> Iterator[RestartablePg]:
+    """The session's restartable PostgreSQL, started on first use."""
+    server = RestartablePg()
+    yield server
+    servers.stop_server(server.server)
+
+
+@pytest.fixture
+def restartable_pg(restartable_pg_server: RestartablePg) -> Iterator[RestartablePgDatabase]:
+    """A fresh database on a running restartable PostgreSQL: ``url``, ``port``,
+    ``stop()``, ``start()``. The server is running when the test starts and is started
+    again (if the test left it stopped) before the database is dropped."""
+    server = restartable_pg_server
+    server.start()
+    dbname = f"dsar_outage_{os.getpid()}_{next(_restartable_dbs)}"
+    with server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    yield RestartablePgDatabase(server, dbname)
+    server.start()
+    with server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 # ------------------------------------------------------------------- choose server
@@ -239,6 +357,20 @@ def _scratch_base(as_root: bool) -> str:
 
 
 def _start_throwaway() -> PgServer:
+    server, bins, owner = _new_throwaway()
+    servers.start_or_exit(
+        server,
+        lambda: _init_and_start(server, bins, owner),
+        f"PostgreSQL ({bins['postgres']})",
+        server.log,
+        INSTALL_HINT,
+    )
+    return server
+
+
+def _new_throwaway() -> tuple[PgServer, dict[str, str], pwd.struct_passwd | None]:
+    """A not yet started throwaway server in a fresh scratch dir (registered for
+    cleanup), its binaries, and the user to run them as (None: ourselves)."""
     bins = _find_binaries()
     if bins is None:
         servers.exit_tests(
@@ -258,18 +390,18 @@ def _start_throwaway() -> PgServer:
     scratch = servers.new_scratch("dsar-pg-", "data/postmaster.pid", base)
     server = PgServer("127.0.0.1", 0, throwaway=True, scratch=scratch)
     servers.register_cleanup(server)
+    return server, bins, owner
 
-    def start() -> None:
-        scratch.chmod(0o755)
-        if owner is not None:
-            os.chown(scratch, owner.pw_uid, owner.pw_gid)
-        _initdb(bins["initdb"], scratch, owner)
-        _start_postgres(server, bins["postgres"], owner)
 
-    servers.start_or_exit(
-        server, start, f"PostgreSQL ({bins['postgres']})", scratch / "postgres.log", INSTALL_HINT
-    )
-    return server
+def _init_and_start(
+    server: PgServer, bins: dict[str, str], owner: pwd.struct_passwd | None
+) -> None:
+    assert server.scratch is not None
+    server.scratch.chmod(0o755)
+    if owner is not None:
+        os.chown(server.scratch, owner.pw_uid, owner.pw_gid)
+    _initdb(bins["initdb"], server.scratch, owner)
+    _start_postgres(server, bins["postgres"], owner)
 
 
 def _initdb(initdb: str, scratch: Path, owner: pwd.struct_passwd | None) -> None:
@@ -291,35 +423,42 @@ def _initdb(initdb: str, scratch: Path, owner: pwd.struct_passwd | None) -> None
 
 
 def _start_postgres(server: PgServer, postgres: str, owner: pwd.struct_passwd | None) -> None:
-    """Run the postmaster as our child (so we reap it) and wait until it answers."""
-    assert server.scratch is not None
-    scratch = server.scratch
+    """Start the postmaster on a free port and wait until it answers."""
     for _attempt in range(3):  # the free port can be taken between probe and bind
         server.port = servers.free_port()
-        cmd = [postgres, "-D", str(scratch / "data"), "-p", str(server.port)]
-        for setting in (
-            "listen_addresses=127.0.0.1",
-            f"unix_socket_directories={scratch}",
-            "fsync=off",
-            "synchronous_commit=off",
-            "full_page_writes=off",
-        ):
-            cmd += ["-c", setting]
-        with open(scratch / "postgres.log", "ab") as log:
-            server.process = subprocess.Popen(
-                cmd,
-                cwd=scratch,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                **_as_user(owner),
-            )
-        if servers.wait_until_answers(
-            server.process,
-            lambda: _probe(server.host, server.port, deadline_s=0.5) is None,
-            START_TIMEOUT_S,
-        ):
+        if _run_postmaster(server, postgres, owner):
             return
-        server.stop_process()
     raise RuntimeError(f"postgres did not accept connections within {START_TIMEOUT_S:.0f} s")
 
+
+def _run_postmaster(server: PgServer, postgres: str, owner: pwd.struct_passwd | None) -> bool:
+    """Run the postmaster on ``server.port`` as our child (so we reap it); True once it
+    answers, False (and stopped) if it exits or does not answer within START_TIMEOUT_S."""
+    assert server.scratch is not None
+    scratch = server.scratch
+    cmd = [postgres, "-D", str(scratch / "data"), "-p", str(server.port)]
+    for setting in (
+        "listen_addresses=127.0.0.1",
+        f"unix_socket_directories={scratch}",
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+    ):
+        cmd += ["-c", setting]
+    with open(server.log, "ab") as log:
+        server.process = subprocess.Popen(
+            cmd,
+            cwd=scratch,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            **_as_user(owner),
+        )
+    if servers.wait_until_answers(
+        server.process,
+        lambda: _probe(server.host, server.port, deadline_s=0.5) is None,
+        START_TIMEOUT_S,
+    ):
+        return True
+    server.stop_process()
+    return False
