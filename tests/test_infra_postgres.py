@@ -37,8 +37,8 @@ def test_database_url_works_with_sqlalchemy(database_url):
         engine.dispose()
 
 
-def _select_one(url: str) -> int:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+def _select_one(url: str, connect_timeout: int = 5) -> int:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": connect_timeout})
     try:
         with engine.connect() as conn:
             return int(conn.execute(sa.text("SELECT 1")).scalar_one())
@@ -88,3 +88,16 @@ def test_restartable_pg_runs_and_is_fresh_at_each_test_start(restartable_pg, run
     finally:
         engine.dispose()
     restartable_pg.stop()
+
+
+def test_restartable_pg_frozen_makes_connecting_hang(restartable_pg):
+    restartable_pg.freeze()
+    with pytest.raises(sa.exc.OperationalError):
+        _select_one(restartable_pg.url, connect_timeout=2)
+    restartable_pg.thaw()
+    assert _select_one(restartable_pg.url) == 1
+    restartable_pg.freeze()  # left frozen: the next test's fixture thaws it
+
+
+def test_restartable_pg_is_thawed_for_the_next_test(restartable_pg):
+    assert _select_one(restartable_pg.url) == 1

@@ -12,7 +12,8 @@
 * for outage tests, ``restartable_pg``: a fresh database on a private throwaway server
   (always its own, started once per session on first use, whatever ``DSAR_TEST_PG``
   says) with ``url``, ``port``, ``stop()`` and ``start()`` (same port; running again
-  at the start of every test); ``restartable_pg_server`` is its session fixture.
+  at the start of every test), ``freeze()``/``thaw()`` (SIGSTOP/SIGCONT: connecting
+  hangs); ``restartable_pg_server`` is its session fixture.
 
 Which server, decided once in ``pytest_configure`` before any fixture runs:
 
@@ -190,6 +191,7 @@ class RestartablePg:
     """
 
     def __init__(self) -> None:
+        self._frozen = False
         self.server, self._bins, self._owner = _new_throwaway()
         servers.start_or_exit(
             self.server,
@@ -209,11 +211,30 @@ class RestartablePg:
 
     def stop(self) -> None:
         """Stop the postmaster (SIGINT: fast shutdown), keep the data dir."""
+        self.thaw()
         proc, self.server.process = self.server.process, None
         servers.stop_process(proc, signal.SIGINT, timeout_s=15)
 
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster: new connections hang (the kernel still accepts
+        them), as behind a dead network link; open sessions keep working."""
+        if self.is_running and not self._frozen:
+            assert self.server.process is not None
+            self.server.process.send_signal(signal.SIGSTOP)
+            self._frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen postmaster (no-op otherwise)."""
+        if self._frozen:
+            if self.is_running:
+                assert self.server.process is not None
+                self.server.process.send_signal(signal.SIGCONT)
+            self._frozen = False
+
     def start(self) -> None:
-        """Start it again on the same port (no-op if it runs); raise if it can't."""
+        """Start it again on the same port (a frozen one is thawed; no-op if it
+        runs); raise if it does not answer in time."""
+        self.thaw()
         if self.is_running:
             return
         if not _run_postmaster(self.server, self._bins["postgres"], self._owner):
@@ -252,6 +273,12 @@ class RestartablePgDatabase:
     def start(self) -> None:
         self.server.start()
 
+    def freeze(self) -> None:
+        self.server.freeze()
+
+    def thaw(self) -> None:
+        self.server.thaw()
+
 
 _restartable_dbs = itertools.count(1)
 
@@ -267,8 +294,9 @@ def restartable_pg_server() -> Iterator[RestartablePg]:
 @pytest.fixture
 def restartable_pg(restartable_pg_server: RestartablePg) -> Iterator[RestartablePgDatabase]:
     """A fresh database on a running restartable PostgreSQL: ``url``, ``port``,
-    ``stop()``, ``start()``. The server is running when the test starts and is started
-    again (if the test left it stopped) before the database is dropped."""
+    ``stop()``, ``start()``, ``freeze()``, ``thaw()``. The server is running (and
+    thawed) when the test starts, and started again (if the test left it stopped)
+    before the database is dropped."""
     server = restartable_pg_server
     server.start()
     dbname = f"dsar_outage_{os.getpid()}_{next(_restartable_dbs)}"
