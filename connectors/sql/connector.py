@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table, create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dsar.connector import (
     Action,
@@ -59,8 +67,10 @@ class SqlTableConnector(Connector):
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            # hide_parameters: bound values (identifiers) never reach messages or logs
-            engine = create_engine(self.config["url"], hide_parameters=True)
+            # hide_parameters: bound values (identifiers) never reach messages or logs;
+            # pool_pre_ping: a connection pooled before an outage is replaced, not used
+            engine = create_engine(self.config["url"], hide_parameters=True,
+                                   pool_pre_ping=True)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _sqlite_foreign_keys)
             self._engine = engine
@@ -110,15 +120,10 @@ class SqlTableConnector(Connector):
         """Yield one record per row of the subject, parents' tables first, streaming."""
         if not subject.kinds & self.identity_kinds:
             return
-        try:
-            with self.engine.connect() as conn:
-                tables = self._tables(conn, erasing=False)
-                for name in self.dataset.walk_order():
-                    yield from self._find_in(conn, tables, name, subject)
-        except OperationalError as exc:
-            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
-        except SQLAlchemyError as exc:
-            raise PermanentError(f"database error while finding: {type(exc).__name__}") from None
+        with _database_errors("finding"), self.engine.connect() as conn:
+            tables = self._tables(conn, erasing=False)
+            for name in self.dataset.walk_order():
+                yield from self._find_in(conn, tables, name, subject)
 
     def _find_in(self, conn: Connection, tables: dict[str, Table], name: str,
                  subject: Subject) -> Iterator[Record]:
@@ -128,11 +133,12 @@ class SqlTableConnector(Connector):
         spec, table = self.dataset.tables[name], tables[name]
         query = select(table).where(where).order_by(table.c[spec.key])
         count = 0
-        for row in conn.execute(query.execution_options(yield_per=BATCH)):
-            values = row._mapping
-            count += 1
-            yield Record(name, str(values[spec.key]), spec.category,
-                         {column: json_safe(value) for column, value in values.items()})
+        with conn.execute(query.execution_options(yield_per=BATCH)) as result:
+            for row in result:
+                values = row._mapping
+                count += 1
+                yield Record(name, str(values[spec.key]), spec.category,
+                             {column: json_safe(value) for column, value in values.items()})
         log.debug("sql %s: %d rows in table %s", self.name, count, name)
 
     # --------------------------------------------------------- discover
@@ -143,17 +149,11 @@ class SqlTableConnector(Connector):
         found: dict[str, set[str]] = {}
         if not subject.kinds & self.identity_kinds:
             return found
-        try:
-            with self.engine.connect() as conn:
-                tables = self._tables(conn, erasing=False)
-                for name in self.dataset.walk_order():
-                    for kind, value in self._identifiers_in(conn, tables, name, subject):
-                        found.setdefault(kind, set()).add(value)
-        except OperationalError as exc:
-            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
-        except SQLAlchemyError as exc:
-            raise PermanentError(f"database error while discovering: {type(exc).__name__}"
-                                 ) from None
+        with _database_errors("discovering"), self.engine.connect() as conn:
+            tables = self._tables(conn, erasing=False)
+            for name in self.dataset.walk_order():
+                for kind, value in self._identifiers_in(conn, tables, name, subject):
+                    found.setdefault(kind, set()).add(value)
         return found
 
     def _identifiers_in(self, conn: Connection, tables: dict[str, Table], name: str,
@@ -178,15 +178,10 @@ class SqlTableConnector(Connector):
         if not subject.kinds & self.identity_kinds:
             return plan
         pseudonyms: dict[str, dict[str, dict[str, str]]] = {}
-        try:
-            with self.engine.connect() as conn:
-                tables = self._tables(conn, erasing=True)
-                for name in self.dataset.walk_order():
-                    plan.items.extend(self._plan_in(conn, tables, name, subject, pseudonyms))
-        except OperationalError as exc:
-            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
-        except SQLAlchemyError as exc:
-            raise PermanentError(f"database error while planning: {type(exc).__name__}") from None
+        with _database_errors("planning"), self.engine.connect() as conn:
+            tables = self._tables(conn, erasing=True)
+            for name in self.dataset.walk_order():
+                plan.items.extend(self._plan_in(conn, tables, name, subject, pseudonyms))
         if pseudonyms:
             plan.extra["pseudonyms"] = pseudonyms
         return plan
@@ -234,16 +229,12 @@ class SqlTableConnector(Connector):
         if not plan.items:
             return ErasureResult()
         try:
-            with self.engine.begin() as conn:
+            with _database_errors("erasing"), self.engine.begin() as conn:
                 tables = self._tables(conn, erasing=True)
                 deleted, masked = carry_out(conn, self.dataset, tables, plan)
         except IntegrityError:
             raise PermanentError("the database refused the erasure (a constraint the dataset "
                                  "does not describe); nothing was changed") from None
-        except OperationalError as exc:
-            raise RetryableError(f"database unavailable: {_reason(exc)}") from None
-        except SQLAlchemyError as exc:
-            raise PermanentError(f"database error while erasing: {type(exc).__name__}") from None
         log.info("sql %s: erased, %d deleted, %d masked", self.name, deleted, masked)
         return ErasureResult(deleted=deleted, masked=masked, kept=len(plan.kept()))
 
@@ -259,8 +250,47 @@ def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextmanager
+def _database_errors(doing: str) -> Iterator[None]:
+    """Turn the database's errors into the contract's, ``from None``.
+
+    Transient ones (the server down or restarting, a lost connection, a connect or
+    statement timeout, a lock or pool wait that ran out) are retryable. The message
+    names the driver's error class and code, never its text: that may quote values.
+    IntegrityError passes through for ``erase`` to explain.
+    """
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except SQLAlchemyError as exc:
+        code = _code(exc)
+        if _transient(exc):
+            raise RetryableError(f"database unavailable while {doing} ({code}); "
+                                 "it will be tried again") from None
+        raise PermanentError(f"database error while {doing} ({code})") from None
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | PoolTimeout | DisconnectionError)
+
+
+def _code(exc: SQLAlchemyError) -> str:
+    """The driver's error class and code (SQLSTATE, MySQL errno, SQLite name)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return type(exc).__name__
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    if code is None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]
+    lost = ", connection lost" if getattr(exc, "connection_invalidated", False) else ""
+    return f"{type(orig).__name__}{f' {code}' if code else ''}{lost}"
+
+
 def _reason(exc: SQLAlchemyError) -> str:
-    """A short reason without SQL parameters (the engine hides them anyway)."""
+    """The driver's first line, for ``check()`` (which queries no subject's values)."""
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
     return first[:200]
