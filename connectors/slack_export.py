@@ -14,7 +14,11 @@ the profile (collection ``users``) and every message posted by those ids
 (collection = channel name, key = ``ts``). Erase deletes those messages,
 removes the ids from others' reactions and thread summaries, and then blanks
 the user entry (``deleted: true``, ``name`` = ``erased-<id>``). Files are
-rewritten atomically in Slack's own layout (indent 4, UTF-8).
+rewritten atomically in Slack's own layout (indent 4, UTF-8), through a dsar
+temporary file (``.dsar-tmp-*``, :mod:`connectors.filestore`) that ``find``
+and ``erase`` remove if a crash left it behind, so a half-written copy of
+``users.json`` cannot keep an erased profile. ``find``, ``plan_erasure`` and
+``erase`` stop between records (``erase``: between files) when the engine asks.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from connectors import filestore
 from dsar.connector import (
     Action,
     Capability,
@@ -42,6 +46,7 @@ from dsar.connector import (
     Record,
     RetryableError,
     Subject,
+    check_stop,
     normalise_identifier,
 )
 
@@ -79,20 +84,27 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` atomically (temp file in the same folder, then
-    ``os.replace``), keeping Slack's layout and the file's mode."""
+    """Replace ``path`` atomically, keeping Slack's layout and the file's mode:
+    a dsar temporary file in the same folder, then ``os.replace``. A crash
+    leaves the old file whole and the temporary one for :func:`clean` to remove."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=4, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+    data_bytes = json.dumps(data, indent=4, ensure_ascii=False).encode("utf-8")
+    with filestore.staged(path.parent, data_bytes, path, mode) as tmp:
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _older_temporary(name: str) -> bool:
+    """A temporary file of this connector's earlier versions (``.users.json.k3j2.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp") and ".json." in name
+
+
+def clean(root: Path) -> None:
+    """Remove the temporary files crashed writes left in the export: in the
+    root (users.json and the conversation lists) and every conversation folder."""
+    filestore.clean(root, ours=_older_temporary)
+    for entry in os.scandir(root):
+        if entry.is_dir() and not entry.name.startswith("."):
+            filestore.clean(Path(entry.path), ours=_older_temporary)
 
 
 def _profile_fields(user: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +198,7 @@ class SlackExportConnector(Connector):
     """
 
     config_schema = SlackExportConfigSchema
-    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.STOP})
     identity_kinds = frozenset({"email", "phone"})
 
     @property
@@ -243,19 +255,36 @@ class SlackExportConnector(Connector):
             if isinstance(messages, list):
                 yield path.stem, path, messages
 
+    def _clean(self) -> None:
+        """Remove a crash's leftovers before reading, so no stray copy of a
+        file outlives an erasure unseen by the verifying find."""
+        if not self.root.is_dir():
+            raise PermanentError("the export folder does not exist")
+        try:
+            clean(self.root)
+        except OSError as exc:
+            raise RetryableError(
+                f"cannot clean the export: {exc.strerror or type(exc).__name__}"
+            ) from None
+
     def find(self, subject: Subject) -> Iterator[Record]:
-        """Yield the matching profiles, then their messages, day file by day file."""
+        """Yield the matching profiles, then their messages, day file by day
+        file; stops between records when asked."""
+        self._clean()
         users = self._matching_users(subject)
         ids = {u["id"] for u in users}
         for user in users:
+            check_stop()
             yield Record(USERS, user["id"], "profile", _profile_fields(user))
         if not ids:
             return
         count = 0
         for channel in self._conversations():
             for day, _, messages in self._days(channel):
+                check_stop()
                 for msg in messages:
                     if isinstance(msg, dict) and msg.get("user") in ids and msg.get("ts"):
+                        check_stop()
                         count += 1
                         yield Record(
                             channel, msg["ts"], "message", _message_fields(channel, day, msg)
@@ -282,12 +311,18 @@ class SlackExportConnector(Connector):
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Delete the users' messages (all of them, by user id), strip their
-        ids from others' reactions and threads, then blank their profiles."""
+        ids from others' reactions and threads, then blank their profiles.
+        Each file is replaced whole; a stop between files reports what was
+        done, and a rerun (or a crash's rerun) finishes the job."""
         ids = set(plan.extra.get("user_ids", []))
         if not ids:
             return ErasureResult()
+        self._clean()
+        deleted = 0
         try:
-            deleted = sum(self._erase_in(channel, ids) for channel in self._conversations())
+            for channel in self._conversations():
+                deleted += self._erase_in(channel, ids, deleted)
+            check_stop(done=ErasureResult(deleted=deleted))
             masked = self._mask_users(ids)
         except OSError as exc:
             raise RetryableError(
@@ -296,9 +331,10 @@ class SlackExportConnector(Connector):
         log.info("slack_export %s: erased, %d deleted, %d masked", self.name, deleted, masked)
         return ErasureResult(deleted=deleted, masked=masked)
 
-    def _erase_in(self, channel: str, ids: set[str]) -> int:
+    def _erase_in(self, channel: str, ids: set[str], done_before: int) -> int:
         deleted = 0
         for _, path, messages in self._days(channel):
+            check_stop(done=ErasureResult(deleted=done_before + deleted))
             kept = [m for m in messages if not (isinstance(m, dict) and m.get("user") in ids)]
             changed = len(kept) != len(messages)
             for msg in kept:

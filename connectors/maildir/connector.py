@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import mailbox
 import os
 from collections.abc import Iterator
 from email import policy
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
+from pathlib import Path
 
 from marshmallow import Schema, fields, validate
 
+from connectors import filestore
 from dsar.connector import (
     Action,
     Capability,
@@ -24,6 +28,7 @@ from dsar.connector import (
     Record,
     RetryableError,
     Subject,
+    check_stop,
 )
 
 from .addresses import (
@@ -43,6 +48,7 @@ from .bodies import (
     _parse,
     _scrub_body,
 )
+from .store import Folder
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +74,32 @@ class MaildirConnector(Connector):
     """
 
     config_schema = MaildirConfigSchema
-    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.STOP})
     identity_kinds = frozenset({"email"})
 
     # ------------------------------------------------------------ store
-    def _root(self) -> mailbox.Maildir:
-        path = self.config["path"]
-        if not all(os.path.isdir(os.path.join(path, sub)) for sub in ("cur", "new", "tmp")):
+    def _root(self) -> Path:
+        path = Path(self.config["path"])
+        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
             raise PermanentError("the configured path is not a Maildir (cur/new/tmp missing)")
-        return mailbox.Maildir(path, factory=None, create=False)
+        return path
 
-    def _folders(self) -> Iterator[tuple[str, mailbox.Maildir]]:
+    def _folders(self) -> Iterator[Folder]:
+        """The top level, then each Maildir++ folder (``.Name``) by name."""
         root = self._root()
-        yield TOP, root
-        for name in sorted(root.list_folders()):
-            yield name, root.get_folder(name)
+        yield Folder(TOP, root)
+        names = sorted(e.name for e in os.scandir(root) if len(e.name) > 1
+                       and e.name.startswith(".") and e.is_dir())
+        for name in names:
+            yield Folder(name[1:], root / name)
 
-    def _folder(self, name: str) -> mailbox.Maildir:
-        root = self._root()
-        return root if name == TOP else root.get_folder(name)
+    def _folder(self, name: str) -> Folder | None:
+        path = self._root() if name == TOP else self._root() / f".{name}"
+        return Folder(name, path) if (path / "cur").is_dir() else None
 
     def check(self) -> CheckResult:
-        """The path exists and is a Maildir (cur/new/tmp); folders list."""
+        """The path exists and is a Maildir (cur/new/tmp); folders list.
+        Changes nothing (abandoned temporaries are left to find and erase)."""
         try:
             count = sum(1 for _ in self._folders())
         except PermanentError as exc:
@@ -113,18 +123,19 @@ class MaildirConnector(Connector):
         needles = {a.rpartition("@")[0] or a for a in emails}
         header_parser = BytesHeaderParser(policy=policy.compat32)
         try:
-            for folder, box in self._folders():
-                for key in box.iterkeys():
-                    try:
-                        raw = box.get_bytes(key)
-                    except (KeyError, FileNotFoundError):  # removed meanwhile
+            for folder in self._folders():
+                folder.clean_tmp()  # a crash's leftovers go before anything is read
+                for key in list(folder.files()):
+                    check_stop()
+                    raw = folder.read(key)
+                    if raw is None:  # removed meanwhile
                         continue
                     block = _searchable(_header_block(raw))
                     if not any(needle in block for needle in needles):
                         continue
                     headers = header_parser.parsebytes(raw)
                     if _matching_headers(headers, hashes, SENDER_HEADERS + OTHER_HEADERS):
-                        yield folder, key, raw
+                        yield folder.name, key, raw
         except OSError as exc:
             raise RetryableError(
                 f"cannot read the Maildir: {exc.strerror or type(exc).__name__}"
@@ -172,51 +183,76 @@ class MaildirConnector(Connector):
         return PlanItem(folder, key, Action.MASK, detail + (" and the message body" * body))
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
-        """Delete and rewrite the planned messages. Idempotent."""
+        """Delete and rewrite the planned messages, one at a time, each fully
+        or not at all; stops between messages when asked. Idempotent: a rerun
+        after a crash or a stop finishes the job (see :mod:`.store`)."""
         hashes = set(plan.extra.get("address_hashes", []))
-        deleted = masked = kept = 0
+        folders: dict[str, Folder | None] = {}
+        done = {Action.DELETE: 0, Action.MASK: 0, Action.KEEP: 0}
         try:
             for item in plan.items:
-                if item.action is Action.KEEP:
-                    kept += 1
-                elif self._erase_one(item, hashes):
-                    deleted += item.action is Action.DELETE
-                    masked += item.action is Action.MASK
+                check_stop(done=_result(done))
+                if item.collection not in folders:
+                    folders[item.collection] = self._opened(item.collection)
+                folder = folders[item.collection]
+                if item.action is Action.KEEP or (
+                    folder is not None and self._erase_one(folder, item, hashes)
+                ):
+                    done[item.action] += 1
         except OSError as exc:
             raise RetryableError(
                 f"cannot write the Maildir: {exc.strerror or type(exc).__name__}"
             ) from None
-        log.info("maildir %s: erased, %d deleted, %d masked", self.name, deleted, masked)
-        return ErasureResult(deleted=deleted, masked=masked, kept=kept)
+        result = _result(done)
+        log.info("maildir %s: erased, %d deleted, %d masked", self.name, result.deleted,
+                 result.masked)
+        return result
 
-    def _erase_one(self, item: PlanItem, hashes: set[str]) -> bool:
-        """Carry out one item; False when the message is gone or no longer
-        names the subject (already erased)."""
-        try:
-            box = self._folder(item.collection)
-            old = box.get_message(item.key)  # its subdir, flags and date
-            raw = box.get_bytes(item.key)
-        except (KeyError, FileNotFoundError, mailbox.NoSuchMailboxError):  # already gone
+    def _opened(self, name: str) -> Folder | None:
+        """The plan's folder with a crash's leftovers removed; None when gone."""
+        folder = self._folder(name)
+        if folder is not None:
+            folder.clean_tmp()
+        return folder
+
+    def _erase_one(self, folder: Folder, item: PlanItem, hashes: set[str]) -> bool:
+        """Carry out one item on the message's newest version; False when it
+        is gone or no longer names the subject (already erased). An older
+        version a crash left beside its rewrite is removed first."""
+        versions = folder.versions(item.key)
+        if not versions:
             return False
+        *stale, latest = versions
+        raw = folder.read(latest)
+        if raw is None:
+            return False
+        for key in stale:
+            folder.remove(key)
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
         if item.action is Action.DELETE:
-            if not _matching_headers(old, hashes, SENDER_HEADERS):
-                return False
-            box.discard(item.key)
+            if not _matching_headers(headers, hashes, SENDER_HEADERS):
+                return bool(stale)
+            folder.remove(latest)
             return True
-        if not _matching_headers(old, hashes, OTHER_HEADERS):
-            return False
+        if not _matching_headers(headers, hashes, OTHER_HEADERS):
+            return bool(stale)
         message = _parse(raw)
         _scrub_headers(message, hashes, self.config["others"] == "remove")
         _scrub_body(message, hashes)
-        box.add(_stored(message, old))  # add first: a crash leaves a duplicate, never a loss
-        box.discard(item.key)
+        new_key = folder.add_rewrite(latest, _serialised(message))  # add first: never a loss
+        filestore.crash_point("maildir-copy-added", str(folder.path / folder.files()[new_key]))
+        folder.remove(latest)
         return True
 
 
-def _stored(message: EmailMessage, old: mailbox.MaildirMessage) -> mailbox.MaildirMessage:
-    """The rewritten message with the old one's subdirectory, flags and date."""
-    stored = mailbox.MaildirMessage(message)
-    stored.set_subdir("cur" if old.get_subdir() == "cur" else "new")
-    stored.set_info(old.get_info())
-    stored.set_date(old.get_date())
-    return stored
+def _result(done: dict[Action, int]) -> ErasureResult:
+    return ErasureResult(deleted=done[Action.DELETE], masked=done[Action.MASK],
+                         kept=done[Action.KEEP])
+
+
+def _serialised(message: EmailMessage) -> bytes:
+    """The bytes ``mailbox.Maildir.add`` wrote for a rewritten message (kept
+    the same so a rewrite's headers stay byte for byte)."""
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, False, 0).flatten(mailbox.MaildirMessage(message))
+    return buffer.getvalue()

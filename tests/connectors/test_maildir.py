@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import email
+import fcntl
 import mailbox
+import os
 import re
+import threading
+import time
 import unicodedata
 from email import policy
 from email.message import EmailMessage
@@ -15,9 +19,10 @@ from pathlib import Path
 import pytest
 from marshmallow import ValidationError
 
+from connectors import filestore
 from connectors.maildir import MaildirConnector, address_hash, redact_text
 from connectors.maildir.addresses import _scrub_value
-from dsar.connector import Action, Subject
+from dsar.connector import Action, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
 
 ALICE = Subject({"email": {"alice@example.org"}})
@@ -575,3 +580,80 @@ def test_scrub_value_keeps_other_addresses_as_written(
     value: str, remove: bool, expected: str
 ) -> None:
     assert _scrub_value(value, {address_hash("alice@example.org")}, remove) == expected
+
+
+# ------------------------------------------------ cost, tmp/, stop
+def big_folder(path: Path, size: int, alice_every: int) -> None:
+    root = mailbox.Maildir(str(path), create=True)
+    for i in range(size):
+        to = "alice@example.org" if i % alice_every == 0 else "bob@example.org"
+        add(root, message(SUPPORT, to, f"Reply {i}", f"Message {i}."), "cur", "S")
+
+
+@pytest.mark.parametrize("size", [30, 300])
+def test_erase_lists_the_folder_once_however_many_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Erase cost follows the messages it changes: it must not relist the
+    folder per message (it did: 171 ms a message at 20,000 messages)."""
+    path = tmp_path / "big"
+    big_folder(path, size, alice_every=3)
+    connector = make(path)
+    plan = connector.plan_erasure(ALICE)
+    listings: list[str] = []
+
+    def counting(real):  # type: ignore[no-untyped-def]
+        def wrapper(p="."):  # type: ignore[no-untyped-def]
+            if Path(p).name in ("cur", "new"):
+                listings.append(Path(p).name)
+            return real(p)
+        return wrapper
+
+    monkeypatch.setattr("os.listdir", counting(os.listdir))
+    monkeypatch.setattr("os.scandir", counting(os.scandir))
+    assert connector.erase(plan).masked == len(plan.items) == size // 3
+    assert sorted(listings) == ["cur", "new"], "one listing of cur/ and new/"
+
+
+def test_tmp_holds_only_what_live_writers_are_writing(store: tuple[Path, dict]) -> None:
+    """A run removes dsar's abandoned temporaries and tmp/ files older than
+    36 hours; a mail server's fresh delivery and a live dsar writer's
+    locked file stay."""
+    path, _ = store
+    tmp = path / "tmp"
+    (tmp / ".dsar-tmp-abandoned").write_bytes(b"To: alice@example.org\n")
+    (tmp / "1700000000.M1P1.mx").write_bytes(b"being delivered")
+    (tmp / "1600000000.M1P1.mx").write_bytes(b"left by a crashed delivery")
+    stale = time.time() - 37 * 3600
+    os.utime(tmp / "1600000000.M1P1.mx", (stale, stale))
+    (path / ".Archive" / "tmp" / ".dsar-tmp-abandoned").write_bytes(b"x")
+    live = tmp / ".dsar-tmp-live"
+    with live.open("wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        list(make(path).find(BOB))
+        assert sorted(p.name for p in tmp.iterdir()) == [".dsar-tmp-live", "1700000000.M1P1.mx"]
+    assert list((path / ".Archive" / "tmp").iterdir()) == []
+
+
+def test_stop_mid_erase_leaves_whole_messages_and_a_rerun_converges(
+    store: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = store
+    connector = make(path)
+    plan = connector.plan_erasure(ALICE)
+    stop = threading.Event()
+
+    def stop_after_first_rewrite(point: str, _target: str) -> None:
+        if point == "maildir-copy-added":
+            stop.set()
+
+    monkeypatch.setattr(filestore, "crash_point", stop_after_first_rewrite)
+    with stop_scope(stop), pytest.raises(Stopped) as stopped:
+        connector.erase(plan)
+    assert stopped.value.done is not None and stopped.value.done.masked == 1
+    assert not list(path.rglob("tmp/*")), "nothing half-written"
+    subjects = sorted(str(m["Subject"]) for f in ("INBOX", "Archive") for m in messages(path, f))
+    assert len(subjects) == len(set(subjects)), "each message once"
+    connector.erase(plan)
+    assert list(connector.find(ALICE)) == []
+    assert len(file_bytes(path)) == 5

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from marshmallow import ValidationError
 
+from connectors import filestore
 from connectors.slack_export import SlackExportConnector
-from dsar.connector import Action, Subject
+from dsar.connector import Action, ErasureResult, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
 
 ALICE = Subject({"email": {"alice@example.org"}})
@@ -263,3 +265,25 @@ def test_check_reports_missing_or_broken_files(root: Path, broken: str) -> None:
 def test_config_requires_path() -> None:
     with pytest.raises(ValidationError):
         SlackExportConnector.load_config({})
+
+
+def test_stop_mid_erase_leaves_whole_files_and_a_rerun_converges(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector = make(root)
+    plan = connector.plan_erasure(ALICE)
+    stop = threading.Event()
+
+    def stop_after_first_file(point: str, _target: str) -> None:
+        if point == "temp-written":
+            stop.set()
+
+    monkeypatch.setattr(filestore, "crash_point", stop_after_first_file)
+    with stop_scope(stop), pytest.raises(Stopped) as stopped:
+        connector.erase(plan)
+    assert stopped.value.done == ErasureResult(deleted=1), "one day file rewritten, reported"
+    assert all(isinstance(read(p), list) for p in root.rglob("*.json")), "every file whole"
+    assert not [p for p in root.rglob(".*")], "no temporary file left"
+    assert ("users", "U1") in {r.ref for r in connector.find(ALICE)}, "the profile is untouched"
+    assert connector.erase(plan) == ErasureResult(deleted=2, masked=1)
+    assert list(connector.find(ALICE)) == []
