@@ -43,6 +43,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("expected zero or a positive number")
+    return value
+
+
 def _env(raw: str) -> str:
     if raw not in {"development", "production"}:
         raise ValueError("expected development or production")
@@ -76,11 +83,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ERASURE_REVIEW", True, "Erasure requests wait for an officer's approval.",
             _bool),
     Setting("WORKERS", 2, "Worker threads of the in-process executor.", _positive_int),
-    Setting("TASK_LEASE_SECONDS", 300.0, "How long a worker holds a task before another "
-            "may take it over (renewed while it runs).", _positive_float),
-    Setting("TASK_MAX_ATTEMPTS", 5, "Attempts of a task before it fails.", _positive_int),
-    Setting("TASK_RETRY_SECONDS", 5.0, "First retry delay; doubles each attempt, capped "
-            "at one hour.", _positive_float),
+    Setting("TASK_LEASE_SECONDS", 10.0, "How long a task stays a worker's without news from "
+            "it. A live worker renews the lease every quarter of it, also while a connector "
+            "call runs; a task whose worker died is taken up by another once it runs out.",
+            _positive_float),
+    Setting("TASK_MAX_SECONDS", 6 * 3600.0, "Longest a task may run. Past it the connector "
+            "is asked to stop and the task fails for an officer (never renewed forever).",
+            _positive_float),
+    Setting("TASK_MAX_RECLAIMS", 10, "Times a task may be taken back from a worker that died "
+            "while running it before it fails (a task that kills its worker). Counted apart "
+            "from retries.", _positive_int),
+    Setting("TASK_RETRY_SECONDS", 5.0, "First retry delay after a retryable error (store "
+            "down, timeout); doubles each attempt, with jitter, up to "
+            "TASK_RETRY_MAX_DELAY_SECONDS.",
+            _positive_float),
+    Setting("TASK_RETRY_MAX_DELAY_SECONDS", 300.0, "Longest wait between two retries.",
+            _positive_float),
+    Setting("TASK_RETRY_WINDOW_HOURS", 48.0, "How long a task keeps retrying a store that "
+            "stays down before it fails for an officer. Permanent errors and connector bugs "
+            "fail at once.", _positive_float),
+    Setting("TASK_RETRY_DUE_MARGIN_DAYS", 3.0, "Retries also stop this long before the "
+            "request's due date, to leave an officer time to act.", _non_negative_float),
     Setting("DISCOVERY_MAX_IDENTIFIERS", 20, "Identity expansion stops adding identifiers "
             "to a request beyond this many.", _positive_int),
     Setting("LOG_LEVEL", "INFO", "Logging level of the dsar loggers."),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -77,3 +77,21 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Is ``error`` the app database being unreachable, restarting, or locked
+    past its timeout (as opposed to a bug or bad data)? Such errors end when
+    the database is back: callers wait and retry, or answer 503."""
+    if isinstance(error, exc.TimeoutError):  # the connection pool is exhausted
+        return True
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, exc.InterfaceError):
+            return True
+        if isinstance(error, exc.OperationalError):  # but SQLite also says "no such table"
+            return not any(s in str(error.orig) for s in _SCHEMA_ERRORS)
+    return False
+
+
+#: OperationalErrors that are a missing migration or a bug, not an outage
+_SCHEMA_ERRORS = ("no such table", "no such column", "syntax error")

@@ -4,7 +4,9 @@ Nothing to install or start: the threads run inside ``dsar run`` and
 ``dsar requests process`` (never inside ``create_app``). Every worker polls
 the tasks table; a commit that may have created work wakes them at once. All
 state is in rows (:mod:`dsar.workflow.tasks`), so a crash loses nothing: the
-lease of a task a dead worker held runs out and another worker takes it up.
+short lease of a task a dead worker held runs out and another worker takes
+it up (:mod:`dsar.workflow.lease`). While the app database is unreachable the
+workers log one line, back off, and log one more when it is back.
 A Celery executor over the same task function is planned for scale-out.
 """
 
@@ -14,20 +16,65 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from .database import utcnow
+from .database import is_unavailable, utcnow
 from .models import Request, Task
 from .runtime import Runtime
-from .workflow import tasks
+from .workflow import export_step, lease, tasks
 from .workflow.states import Status
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 60.0
+#: longest pause between two polls while the app database is unreachable
+MAX_OUTAGE_BACKOFF_SECONDS = 10.0
+
+
+class _Outage:
+    """One log line when the app database becomes unreachable, one when it is
+    back; meanwhile a growing pause between polls (shared by the threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._failures = 0
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._since is None:
+                self._since = time.monotonic()
+                log.warning("app database unavailable (%s); workers back off until it returns",
+                            type(exc).__name__)
+
+    def ended(self) -> None:
+        if self._since is None:
+            return
+        with self._lock:
+            if self._since is not None:
+                log.warning("app database available again after %.0f s",
+                            time.monotonic() - self._since)
+            self._since, self._failures = None, 0
+
+    def pause(self, normal: float) -> float:
+        if self._since is None:
+            return normal
+        return min(normal * 2 ** min(self._failures, 10), MAX_OUTAGE_BACKOFF_SECONDS)
+
+
+@dataclass(frozen=True)
+class HeldTask:
+    """A task running under another worker's lease."""
+
+    request_id: str
+    connector: str
+    step: str
+    lease_expires_at: datetime
 
 
 def _note_runnable_tasks(session: Session, _context: object) -> None:
@@ -50,6 +97,7 @@ class InProcessExecutor:
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._outage = _Outage()
         if not event.contains(rt.sessionmaker, "after_flush", _note_runnable_tasks):
             event.listen(rt.sessionmaker, "after_flush", _note_runnable_tasks)
         event.listen(rt.sessionmaker, "after_commit", self._on_commit)
@@ -91,11 +139,12 @@ class InProcessExecutor:
                 self.housekeeping()
                 next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
             if not self.run_one(owner):
-                self._wake.wait(self.poll_seconds)
+                self._wake.wait(self._outage.pause(self.poll_seconds))
                 self._wake.clear()
 
     def housekeeping(self) -> None:
-        """Periodic chores: expire requests never verified in time."""
+        """Periodic chores: expire requests never verified in time, remove
+        export parts no request needs."""
         from .workflow.requests import expire_unverified
 
         try:
@@ -103,34 +152,51 @@ class InProcessExecutor:
                 expired = expire_unverified(session, self.rt)
             if expired:
                 log.info("expired %d unverified requests", expired)
-        except Exception:  # never kill the worker over a chore
-            log.exception("housekeeping failed")
+            swept = export_step.sweep(self.rt)
+            if swept:
+                log.info("removed %d leftover export parts", swept)
+        except Exception as exc:  # never kill the worker over a chore
+            if is_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("housekeeping failed")
 
     def run_one(self, owner: str) -> bool:
         """Claim and run one task; ``False`` when none was runnable."""
         with self._busy_lock:
             self._busy += 1
         try:
-            task_id = tasks.claim(self.rt, owner)
+            task_id = lease.claim(self.rt, owner)
+            self._outage.ended()
             if task_id is None:
                 return False
             tasks.run(self.rt, task_id, owner)
             return True
-        except Exception:  # keep the worker alive; the task's lease will run out
-            log.exception("worker %s failed outside a connector", owner)
+        except Exception as exc:  # keep the worker alive; the task's lease will run out
+            if is_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("worker %s failed outside a connector", owner)
             return False
         finally:
             with self._busy_lock:
                 self._busy -= 1
 
     def wait_until_idle(self, timeout: float | None = None) -> bool:
-        """Block until no task this executor could run is left: nothing
-        pending (waiting out retry delays) and nothing running under our
-        leases. ``False`` if ``timeout`` passed first."""
+        """Block until no work of a processing request is left: nothing
+        pending (retry delays are waited out), nothing running, whether under
+        our leases or another worker's (it ends, or its lease runs out and we
+        take it up). ``False`` if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait = self._seconds_until_work()
-            if wait is None and self._idle():
+            try:
+                wait, held = self._seconds_until_work(), len(self.held_elsewhere())
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._outage.failed(exc)
+                wait, held = 0.5, 0
+            if wait is None and not held and self._idle():
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -145,8 +211,7 @@ class InProcessExecutor:
     def _seconds_until_work(self) -> float | None:
         """Seconds until the next task of a processing request is ours to run:
         0 when one is due, pending or left behind by a dead worker, or running
-        under our own lease; ``None`` when there is none. Tasks under another
-        executor's live lease are that executor's business."""
+        under our own lease; ``None`` when there is none."""
         now = utcnow()
         with self.rt.transaction() as session:
             open_tasks = (select(func.min(Task.not_before))
@@ -159,3 +224,16 @@ class InProcessExecutor:
         if due is None:
             return None
         return max((due - now) / timedelta(seconds=1), 0.0)
+
+    def held_elsewhere(self) -> list[HeldTask]:
+        """Tasks of processing requests running under another worker's live lease."""
+        now = utcnow()
+        with self.rt.transaction() as session:
+            rows = session.execute(
+                select(Task.request_id, Task.connector, Task.step, Task.lease_expires_at)
+                .join(Request, Request.id == Task.request_id)
+                .where(Request.status == Status.PROCESSING.value, Task.status == "running",
+                       Task.lease_expires_at >= now,
+                       ~Task.lease_owner.startswith(f"{self.id}:"))
+                .order_by(Task.id)).all()
+        return [HeldTask(r, c, s, at) for r, c, s, at in rows if at is not None]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dsar.connector import Record
 from dsar.models import Request
-from dsar.workflow.bundle import PartWriter, build, safe_name
+from dsar.workflow.bundle import PartWriter, build, discard_parts, safe_name
 
 
 def request() -> Request:
@@ -42,7 +42,10 @@ def test_layout_manifest_and_checksums(tmp_path: Path) -> None:
     ])
     write(tmp_path, "chat/slack", [Record("#general", "1.0", "message", {"text": "hé"})])
     identifiers = [{"kind": "email", "value": "a@example.org", "source": "requester"}]
-    path, size, sha256 = build(tmp_path, request(), ["crm", "chat/slack"], identifiers)
+    built = build(tmp_path, request(), {"crm": "crm", "chat/slack": safe_name("chat/slack")},
+                  identifiers)
+    path, size, sha256 = built.path, built.size, built.sha256
+    assert built.counts == {"crm": 3, "chat/slack": 1}
     assert path == tmp_path / f"{'r' * 32}.zip" and size == path.stat().st_size
     assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     files = members(path)
@@ -69,7 +72,9 @@ def test_layout_manifest_and_checksums(tmp_path: Path) -> None:
     orders = list(csv.reader(io.StringIO(files["crm/orders.csv"].decode())))
     assert orders[1][3:] == ["12.5", '["x", "y"]']
     assert json.loads(files[f"{chat}.json"])["records"][0]["fields"]["text"] == "hé"
-    assert not (tmp_path / ("r" * 32)).exists()  # parts removed
+    assert (tmp_path / ("r" * 32) / "parts" / "crm").is_dir()  # kept until the release
+    discard_parts(tmp_path, "r" * 32)
+    assert not (tmp_path / ("r" * 32)).exists()
     assert path.stat().st_mode & 0o777 == 0o600
 
 
@@ -79,13 +84,13 @@ def test_a_task_run_twice_exports_once(tmp_path: Path) -> None:
     aborted = PartWriter(tmp_path, "r" * 32, "crm")
     aborted.add(Record("customers", "9", "profile", {"n": 9}))
     aborted.abort()
-    path, _, _ = build(tmp_path, request(), ["crm"], [])
+    path = build(tmp_path, request(), {"crm": "crm"}, []).path
     assert len(json.loads(members(path)["crm.json"])["records"]) == 1
 
 
 def test_empty_connector_still_listed(tmp_path: Path) -> None:
     write(tmp_path, "crm", [])
-    path, _, _ = build(tmp_path, request(), ["crm"], [])
+    path = build(tmp_path, request(), {"crm": "crm"}, []).path
     files = members(path)
     assert json.loads(files["crm.json"]) == {"connector": "crm", "records": []}
     assert json.loads(files["manifest.json"])["connectors"] == [{"name": "crm", "records": 0}]
@@ -100,7 +105,7 @@ def _peak_memory(export: Path, count: int) -> int:
             writer.add(Record(f"folder{index % 40}", str(index), "email",
                               {"subject": payload, "n": index}))
         writer.commit()
-        path, _, _ = build(export, request(), ["mail"], [])
+        path = build(export, request(), {"mail": "mail"}, []).path
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

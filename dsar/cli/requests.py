@@ -11,6 +11,7 @@ import click
 from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from ..runtime import runtime
 from .base import (
@@ -80,8 +81,11 @@ def requests_show(request_id: str, as_json: bool) -> None:
         click.echo(f"  reason: {view['status_reason']}")
     for task in view["tasks"]:
         error = f"  ({task['last_error']})" if task["last_error"] else ""
+        reclaims = f" reclaims={task['reclaims']}" if task["reclaims"] else ""
         click.echo(f"  {task['connector']:<20} {task['step']:<7} {task['status']:<10} "
-                   f"records={task['records']} attempts={task['attempts']}{error}")
+                   f"records={task['records']} attempts={task['attempts']}{reclaims}{error}")
+    for line in waiting_lines(view["waiting"]):
+        click.echo(f"  {line}")
 
 
 @requests.command("list")
@@ -98,12 +102,20 @@ def requests_list(status: str | None, as_json: bool) -> None:
         if status:
             stmt = stmt.where(Request.status == status)
         rows = RequestOfficerView(many=True, exclude=("tasks", "identifiers")).dump(
-            session.scalars(stmt))
+            session.scalars(stmt.options(selectinload(Request.tasks))))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
         click.echo(f"{row['id']}  {row['kind']:<8} {row['status']:<17} due {row['due_at']}")
+        for line in waiting_lines(row["waiting"]):
+            click.echo(f"    {line}")
+
+
+def waiting_lines(waiting: list[dict[str, Any]]) -> list[str]:
+    """"waiting for store X since ..., next try at ..." per store being retried."""
+    return [f"waiting for store {w['connector']} since {w['since']}, next try at "
+            f"{w['next_try_at']}" for w in waiting]
 
 
 def _decide(request_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
@@ -202,6 +214,13 @@ def requests_process(workers: int | None, timeout: float) -> None:
     rt = runtime()
     connectors_or_fail(rt)
     with InProcessExecutor(rt, workers) as executor:
+        held = executor.held_elsewhere()
+        if held:
+            click.echo(f"waiting for {len(held)} task(s) running under other workers "
+                       "(taken over if their worker is gone):")
+            for task in held:
+                click.echo(f"  {task.request_id}  {task.connector} {task.step}  lease until "
+                           f"{task.lease_expires_at.isoformat(timespec='seconds')}")
         idle = executor.wait_until_idle(timeout)
     if not idle:
         raise click.ClickException(f"work still pending after {timeout:.0f} s")

@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
+from ..workflow.export_step import STEP_BUNDLE
+
 #: task states as a requester reads them
 PROGRESS = {"pending": "waiting", "running": "working", "succeeded": "done",
             "failed": "problem", "cancelled": "stopped"}
@@ -22,7 +24,8 @@ class RequestRequesterView(Schema):
     status = fields.String()
     received_at = fields.AwareDateTime()
     due_at = fields.AwareDateTime()
-    progress = fields.List(fields.Nested(StoreProgress), attribute="tasks")
+    progress = fields.Function(lambda request: StoreProgress(many=True).dump(
+        [t for t in request.tasks if t.step != STEP_BUNDLE]))
     reason = fields.Method("_reason")
 
     def _reason(self, request: Any) -> str | None:

@@ -36,9 +36,26 @@ class TaskView(Schema):
     step = fields.String()
     status = fields.String()
     attempts = fields.Integer()
+    #: times taken back from a worker that died (not counted as attempts)
+    reclaims = fields.Integer()
     records = fields.Integer(attribute="record_count")
     last_error = fields.String(allow_none=True)
+    retrying_since = fields.AwareDateTime(allow_none=True)
     finished_at = fields.AwareDateTime(allow_none=True)
+
+
+class WaitingView(Schema):
+    """A store a request is waiting for: retried since, next try."""
+
+    connector = fields.String()
+    since = fields.AwareDateTime(attribute="retrying_since")
+    next_try_at = fields.AwareDateTime(attribute="not_before")
+    last_error = fields.String(allow_none=True)
+
+
+def waiting_tasks(request: Any) -> list[Any]:
+    """The tasks of ``request`` waiting to retry a store that failed."""
+    return [t for t in request.tasks if t.status == "pending" and t.retrying_since]
 
 
 class IdentifierView(Schema):
@@ -61,3 +78,5 @@ class RequestOfficerView(Schema):
     status_reason = fields.String(allow_none=True)
     identifiers = fields.List(fields.Nested(IdentifierView))
     tasks = fields.List(fields.Nested(TaskView))
+    waiting = fields.Function(lambda request: WaitingView(many=True).dump(
+        waiting_tasks(request)))

@@ -1,10 +1,14 @@
 """The export bundle of an access request, built by streaming.
 
 While a task runs, :class:`PartWriter` appends the connector's records to one
-JSON-lines file per collection under ``EXPORT_DIR/<request>/parts/``; the part
-replaces any earlier attempt's only when complete (a task run twice has the
-effect of running it once). When every task has succeeded, :func:`build`
-streams the parts into ``EXPORT_DIR/<request>.zip``:
+JSON-lines file per collection under ``EXPORT_DIR/<request>/parts/``; a run's
+part appears under its own name only when complete, and the task's result
+names it, so a run whose worker lost the task can never stand in for the one
+recorded. When every task has succeeded, the request's bundle step calls
+:func:`build`, which streams the named parts into ``EXPORT_DIR/<request>.zip``
+(replaced whole, so building again is harmless) and leaves the parts alone:
+they are removed by :func:`discard_parts` only once the bundle's release is
+committed.
 
 * ``<connector>.json``: ``{"connector": ..., "records": [...]}``
 * ``<connector>/<collection>.csv``: one row per record, a column per field
@@ -25,7 +29,8 @@ import shutil
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,13 +54,34 @@ def request_dir(export_dir: Path, request_id: str) -> Path:
     return export_dir / request_id
 
 
-class PartWriter:
-    """Collects one connector's records for one request on disk."""
+def parts_dir(export_dir: Path, request_id: str) -> Path:
+    return request_dir(export_dir, request_id) / "parts"
 
-    def __init__(self, export_dir: Path, request_id: str, connector: str) -> None:
-        parts = request_dir(export_dir, request_id) / "parts"
-        self.final = parts / safe_name(connector)
-        self.tmp = parts / (safe_name(connector) + ".partial")
+
+def discard_parts(export_dir: Path, request_id: str) -> None:
+    """Remove a request's staged parts (after its bundle's release is committed)."""
+    shutil.rmtree(request_dir(export_dir, request_id), ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A bundle on disk: where, how big, its SHA-256 and the records per connector."""
+
+    path: Path
+    size: int
+    sha256: str
+    counts: dict[str, int]
+
+
+class PartWriter:
+    """Collects one connector's records for one request on disk. ``run`` tells
+    runs of the same connector apart (the part's name is :attr:`name`)."""
+
+    def __init__(self, export_dir: Path, request_id: str, connector: str, run: str = "") -> None:
+        parts = parts_dir(export_dir, request_id)
+        self.name = safe_name(connector) + (f".{run}" if run else "")
+        self.final = parts / self.name
+        self.tmp = parts / (self.name + ".partial")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True, mode=0o700)
         self._open: OrderedDict[str, IO[str]] = OrderedDict()
@@ -112,21 +138,22 @@ def _records(part: Path) -> Iterator[dict[str, Any]]:
         yield from _records_of(file)
 
 
-def build(export_dir: Path, request: Request, connectors: list[str],
-          identifiers: list[dict[str, str]]) -> tuple[Path, int, str]:
-    """Assemble the zip from the parts of ``connectors``; remove the parts.
-
-    Returns (path, size, sha256 of the zip). Rebuilding replaces the file.
+def build(export_dir: Path, request: Request, parts: Mapping[str, str],
+          identifiers: list[dict[str, str]]) -> Built:
+    """Assemble the zip from ``parts`` (connector name -> part name) and
+    return it with the records counted per connector. The parts stay: a crash
+    before the release is committed builds again from them. Rebuilding
+    replaces the file; a missing part counts as no records.
     """
-    parts = request_dir(export_dir, request.id) / "parts"
+    staged = parts_dir(export_dir, request.id)
     target = export_dir / f"{request.id}.zip"
     tmp = target.with_suffix(".zip.partial")
     export_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     files: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(connectors):
-            part = parts / safe_name(name)
+        for name in sorted(parts):
+            part = staged / parts[name]
             counts[name] = _write_json_member(zf, f"{safe_name(name)}.json", name, part, files)
             _write_csv_members(zf, safe_name(name), part, files)
         manifest = {"format": FORMAT, "generated_at": utcnow().isoformat(),
@@ -138,8 +165,7 @@ def build(export_dir: Path, request: Request, connectors: list[str],
         zf.writestr(_entry("manifest.json"), json.dumps(manifest, indent=2, ensure_ascii=False))
     os.chmod(tmp, 0o600)
     os.replace(tmp, target)
-    shutil.rmtree(request_dir(export_dir, request.id), ignore_errors=True)
-    return target, target.stat().st_size, _file_sha256(target)
+    return Built(target, target.stat().st_size, _file_sha256(target), counts)
 
 
 def _write_json_member(zf: zipfile.ZipFile, member: str, connector: str, part: Path,

@@ -1,5 +1,6 @@
 """Fan-out and completion: a request in processing becomes one Task per
-configured connector, and when the last task ends the request ends.
+configured connector, and when the last task ends the request ends (an
+access request after one more step, its export bundle: :mod:`.export_step`).
 
 ``start_processing`` and ``finalise`` run in the caller's transaction; the
 work of each task runs in :mod:`dsar.workflow.tasks`, outside any transaction.
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,17 +17,19 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..connector import Capability
 from ..database import utcnow
-from ..models import ExportBundle, Request, Task
+from ..models import Request, Task
+from ..models.task import BUNDLE_CONNECTOR
 from ..runtime import Runtime
-from . import bundle
+from . import export_step
+from .export_step import STEP_BUNDLE
 from .states import Status, transition
-from .subjects import identifier_sources
 
 log = logging.getLogger(__name__)
 
 STEP_DISCOVER = "discover"
 STEP_EXPORT = "export"
 STEP_ERASE = "erase"
+__all__ = ["STEP_BUNDLE", "STEP_DISCOVER", "STEP_ERASE", "STEP_EXPORT"]
 OPEN_TASK_STATES = ("pending", "running")
 
 
@@ -97,6 +98,14 @@ def after_discovery(session: Session, rt: Runtime, request_id: str) -> None:
                                                  "sources": dict(sorted(sources.items()))})
 
 
+def task_ended(session: Session, rt: Runtime, task: Task) -> None:
+    """A task succeeded or failed for good: move its request on."""
+    if task.step == STEP_DISCOVER:
+        after_discovery(session, rt, task.request_id)
+    else:
+        finalise(session, rt, task.request_id)
+
+
 def _locked(session: Session, request_id: str) -> Request:
     return session.execute(select(Request).where(Request.id == request_id)
                            .with_for_update()).scalar_one()
@@ -105,7 +114,7 @@ def _locked(session: Session, request_id: str) -> Request:
 def reset_task(task: Task) -> None:
     """Make a failed task runnable again from a fresh count of attempts."""
     task.status, task.attempts, task.not_before = "pending", 0, utcnow()
-    task.record_count, task.result = 0, None
+    task.record_count, task.result, task.reclaims, task.retrying_since = 0, None, 0, None
     task.lease_owner = task.lease_expires_at = task.last_error = task.finished_at = None
 
 
@@ -113,8 +122,10 @@ def finalise(session: Session, rt: Runtime, request_id: str) -> None:
     """End the request if all its tasks have ended.
 
     Locks the request row so two workers finishing at once finalise once.
-    Access: the export bundle is assembled; erasure: nothing more to do.
-    Any failed task: ``partially_failed`` (an officer may retry).
+    Any failed task: ``partially_failed`` (an officer may retry). Erasure:
+    completed. Access: the first time, the bundle step is added (built by a
+    worker outside this transaction); once it succeeded, the bundle is
+    released and the request completed.
     """
     request = _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
@@ -128,25 +139,12 @@ def finalise(session: Session, rt: Runtime, request_id: str) -> None:
         transition(session, rt.crypto, request, Status.PARTIALLY_FAILED, actor="system",
                    details={"failed": failed})
         return
-    details: dict[str, object] = {"records": sum(t.record_count for t in tasks)}
+    work = [t for t in tasks if t.step != STEP_BUNDLE]
+    details: dict[str, object] = {"records": sum(t.record_count for t in work)}
     if request.kind == "access":
-        made = _make_bundle(session, rt, request,
-                            [t for t in tasks if t.step == STEP_EXPORT])
-        details.update(bundle_sha256=made.sha256, bundle_size=made.size)
+        built = next((t for t in tasks if t.step == STEP_BUNDLE), None)
+        if built is None:
+            _ensure_tasks(session, request_id, [BUNDLE_CONNECTOR], STEP_BUNDLE)
+            return
+        details.update(export_step.release(session, rt, request, built))
     transition(session, rt.crypto, request, Status.COMPLETED, actor="system", details=details)
-
-
-def _make_bundle(session: Session, rt: Runtime, request: Request,
-                 tasks: list[Task]) -> ExportBundle:
-    export_dir = Path(rt.settings["EXPORT_DIR"])
-    path, size, sha256 = bundle.build(
-        export_dir, request, [t.connector for t in tasks], identifier_sources(rt, request))
-    made = session.get(ExportBundle, request.id)
-    if made is None:
-        made = ExportBundle(request_id=request.id, download_count=0)
-        session.add(made)
-    made.filename, made.size, made.sha256, made.created_at = path.name, size, sha256, utcnow()
-    made.expires_at = utcnow() + timedelta(days=int(rt.settings["EXPORT_LINK_DAYS"]))
-    session.flush()
-    log.info("export bundle ready for request %s (%d bytes)", request.id, size)
-    return made

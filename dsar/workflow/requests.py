@@ -17,7 +17,7 @@ from .. import audit
 from ..database import utcnow
 from ..models import Request, Task
 from ..runtime import Runtime
-from . import engine
+from . import engine, export_step
 from .deadlines import due_date
 from .states import IllegalTransition, Status, transition
 from .subjects import add_identifiers
@@ -99,15 +99,28 @@ def cancel(session: Session, rt: Runtime, request: Request, *, actor: str, reaso
 
 
 def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int:
-    """Run the failed tasks of a partially failed request again; returns how many."""
+    """Run the failed tasks of a partially failed request again; returns how many.
+
+    A bundle found incomplete runs the stores it names again and is built
+    anew once they have succeeded."""
     if request.status != Status.PARTIALLY_FAILED.value:
         raise IllegalTransition(request.status, Status.PROCESSING.value)
-    failed = list(session.scalars(select(Task).where(Task.request_id == request.id,
-                                                     Task.status == "failed")))
-    transition(session, rt.crypto, request, Status.PROCESSING, actor=actor,
-               details={"retried_tasks": len(failed)})
+    tasks = list(session.scalars(select(Task).where(Task.request_id == request.id)))
+    failed = [t for t in tasks if t.status == "failed"]
+    rerun = {name for t in failed if t.step == engine.STEP_BUNDLE
+             for name in export_step.mismatched(t)}
+    details: dict[str, object] = {"retried_tasks": len(failed)}
+    if rerun:
+        details["rerun"] = sorted(rerun)
+    transition(session, rt.crypto, request, Status.PROCESSING, actor=actor, details=details)
     for task in failed:
-        engine.reset_task(task)
+        if task.step == engine.STEP_BUNDLE and rerun:
+            session.delete(task)  # added again by finalise once the stores have run
+        else:
+            engine.reset_task(task)
+    for task in tasks:
+        if task.step == engine.STEP_EXPORT and task.connector in rerun:
+            engine.reset_task(task)
     return len(failed)
 
 

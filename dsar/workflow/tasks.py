@@ -1,152 +1,147 @@
-"""Running one Task: claim it under a lease, do the connector work outside any
-transaction, then record the outcome, fenced by the lease.
+"""Running one Task: claimed under a lease (:mod:`.lease`), the work done
+outside any transaction while a heartbeat keeps the lease, then the outcome
+recorded, fenced by the lease.
 
-* :func:`claim` takes the oldest runnable task: pending and due, or running
-  under a lease that ran out (its worker died). A task under a live lease is
-  never taken.
-* :func:`run` does the step (export or erase), renewing the lease as it goes,
-  and :func:`complete` writes the outcome only if this worker still holds the
-  lease. Running a task twice has the effect of running it once: export parts
-  are replaced whole, and erasure is idempotent by contract.
-* Retryable errors (and unexpected exceptions) are retried with exponential
-  backoff up to ``TASK_MAX_ATTEMPTS``; permanent errors fail at once.
+* :func:`run` does the step (discover, export, erase, or build the bundle)
+  under the heartbeat's stop token, and :func:`complete` writes the outcome
+  only if this worker still holds the lease. Running a task twice has the
+  effect of running it once: each export run writes a part of its own that
+  only the recorded result names, and erasure is idempotent by contract.
+* A worker that lost its task still records what its erasure did to the
+  store (``task.result_discarded``), so the audit trail never undercounts.
+* Retryable errors are retried (:mod:`.retry`) for a window of time;
+  permanent errors, connector bugs and overdue tasks fail at once.
+* Recording waits out a short app-database outage instead of leaving the
+  task to its lease; a failure to record hands the task back at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import audit
-from ..connector import Capability, Connector, PermanentError, RetryableError, Subject
-from ..database import utcnow
+from .. import audit, faults
+from ..connector import (
+    Capability,
+    Connector,
+    PermanentError,
+    RetryableError,
+    Stopped,
+    Subject,
+    check_stop,
+    stop_scope,
+)
+from ..database import is_unavailable, utcnow
 from ..models import Request, Task
 from ..runtime import Runtime
-from . import engine
+from . import engine, export_step, retry
 from .bundle import PartWriter
-from .states import Status
+from .lease import Heartbeat, LeaseLost, release
+from .outcome import Outcome
 from .subjects import add_identifiers, subject_of
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 3600.0
+#: how long a worker keeps trying to record an outcome while the app database is down
+RECORD_PATIENCE_SECONDS = 600.0
 
-
-class LeaseLost(Exception):
-    """Another worker took the task over; this worker's result is void."""
+__all__ = ["LeaseLost", "Outcome", "complete", "run"]
 
 
 @dataclass
-class Outcome:
-    ok: bool
-    records: int = 0
-    result: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    retryable: bool = False
-    #: identifiers a discovery found: written encrypted, never into ``result``
-    identifiers: dict[str, set[str]] = field(default_factory=dict)
-    #: how many identifiers the subject had for this run
-    seen: int = 0
+class _Job:
+    """What a claimed task needs, read in one short transaction."""
 
-
-class Lease:
-    """This worker's hold on a task, renewed while the work goes on."""
-
-    def __init__(self, rt: Runtime, task_id: int, owner: str) -> None:
-        self.rt, self.task_id, self.owner = rt, task_id, owner
-        self.seconds = float(rt.settings["TASK_LEASE_SECONDS"])
-        self._renewed = time.monotonic()
-
-    def renew(self) -> None:
-        """Extend the lease; raises :class:`LeaseLost` if it is no longer ours."""
-        with self.rt.transaction() as session:
-            done = session.execute(
-                update(Task).where(Task.id == self.task_id, Task.lease_owner == self.owner,
-                                   Task.status == "running")
-                .values(lease_expires_at=utcnow() + timedelta(seconds=self.seconds)))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                raise LeaseLost(self.task_id)
-        self._renewed = time.monotonic()
-
-    def keep_alive(self) -> None:
-        """Renew when a third of the lease has passed (cheap to call often)."""
-        if time.monotonic() - self._renewed > self.seconds / 3:
-            self.renew()
-
-
-def claim(rt: Runtime, owner: str) -> int | None:
-    """Take the next runnable task under a fresh lease; ``None`` when none."""
-    now = utcnow()
-    with rt.transaction() as session:
-        task = session.execute(
-            select(Task).join(Request, Request.id == Task.request_id)
-            .where(Request.status == Status.PROCESSING.value,
-                   or_((Task.status == "pending") & (Task.not_before <= now),
-                       (Task.status == "running") & (Task.lease_expires_at < now)))
-            .order_by(Task.not_before, Task.id).limit(1)
-            .with_for_update(skip_locked=True, of=Task)
-        ).scalar_one_or_none()
-        if task is None:
-            return None
-        task.status, task.lease_owner = "running", owner
-        task.lease_expires_at = now + timedelta(seconds=float(rt.settings["TASK_LEASE_SECONDS"]))
-        task.attempts += 1
-        return task.id
+    request_id: str
+    connector: str
+    step: str
+    subject: Subject
+    seen: int
+    reclaims: int
+    bundle: export_step.BundleJob | None = None
 
 
 def run(rt: Runtime, task_id: int, owner: str) -> None:
     """Do a claimed task's work and record its outcome."""
+    job = _load(rt, task_id, owner)
+    if job is None:
+        return
+    if job.reclaims > int(rt.settings["TASK_MAX_RECLAIMS"]):
+        _record(rt, task_id, owner, Outcome(False, seen=job.seen, error=(
+            f"its worker stopped {job.reclaims} times while running it; check the "
+            "workers' logs (memory, crashes) before retrying")), threading.Event())
+        return
+    overdue = Outcome(False, seen=job.seen, error="ran longer than TASK_MAX_SECONDS and did "
+                      "not stop when asked; it may still be running")
+    with Heartbeat(rt, task_id, owner,
+                   on_overdue=lambda: _record_quietly(rt, task_id, owner, overdue)) as beat:
+        outcome = _perform(rt, job, beat.stop)
+        outcome.seen = job.seen
+        if beat.overdue:
+            outcome = _overdue(rt, outcome)
+        faults.point("task.before_complete")
+        recorded = False if beat.lost.is_set() else _record(rt, task_id, owner, outcome,
+                                                             beat.lost)
+    if recorded is False:
+        _discarded(rt, task_id, job, outcome)
+    elif recorded and job.step == engine.STEP_BUNDLE and outcome.ok:
+        export_step.after_release(rt, job.request_id)
+
+
+def _load(rt: Runtime, task_id: int, owner: str) -> _Job | None:
     with rt.transaction() as session:
         task = session.get(Task, task_id)
         if task is None or task.lease_owner != owner:
-            return
+            return None
         request = session.get(Request, task.request_id)
         assert request is not None  # noqa: S101 - foreign key
-        subject, name, step = subject_of(rt, request), task.connector, task.step
-        seen = len(request.identifiers)
-    lease = Lease(rt, task_id, owner)
-    try:
-        outcome = _perform(rt, request.id, name, step, subject, lease)
-    except LeaseLost:
-        log.warning("task %s: lease lost, result discarded", task_id)
-        return
-    outcome.seen = seen
-    complete(rt, task_id, owner, outcome)
+        job = _Job(request.id, task.connector, task.step, subject_of(rt, request),
+                   len(request.identifiers), task.reclaims)
+        if task.step == engine.STEP_BUNDLE:
+            job.bundle = export_step.job_for(session, rt, request)
+        return job
 
 
-def _perform(rt: Runtime, request_id: str, name: str, step: str, subject: Subject,
-             lease: Lease) -> Outcome:
-    connector = rt.connectors.get(name)
+def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
+    if job.bundle is not None:
+        return export_step.build(rt, job.bundle)
+    connector = rt.connectors.get(job.connector)
     if connector is None:
-        return Outcome(False, error=f"connector {name!r} is no longer configured")
-    wanted = subject.restricted_to(connector.identity_kinds)
+        return Outcome(False, error=f"connector {job.connector!r} is no longer configured")
+    wanted = job.subject.restricted_to(connector.identity_kinds)
     if not wanted.kinds:
         return Outcome(True, result={"skipped": "no identifiers of the kinds it accepts"})
     try:
-        if step == engine.STEP_DISCOVER:
-            return _discover(connector, wanted)
-        if step == engine.STEP_EXPORT:
-            return _export(rt, request_id, connector, wanted, lease)
-        return _erase(connector, wanted, lease)
-    except LeaseLost:
-        raise
+        with stop_scope(stop):
+            if job.step == engine.STEP_DISCOVER:
+                return _discover(connector, wanted)
+            if job.step == engine.STEP_EXPORT:
+                return _export(rt, job.request_id, connector, wanted)
+            return _erase(connector, wanted)
+    except Stopped as exc:
+        done = exc.done
+        result = {} if done is None else {"deleted": done.deleted, "masked": done.masked,
+                                          "kept": done.kept}
+        return Outcome(False, result={**result, "stopped": True},
+                       error="stopped before the end (the task was taken over or overdue)")
     except RetryableError as exc:
         return Outcome(False, error=str(exc) or type(exc).__name__, retryable=True)
     except PermanentError as exc:
         return Outcome(False, error=str(exc) or type(exc).__name__)
-    except Exception as exc:  # a connector bug: retry, and never log its message (may hold PII)
-        log.error("task for connector %s raised %s", name, type(exc).__name__)
-        return Outcome(False, error=f"unexpected {type(exc).__name__} in the connector",
-                       retryable=True)
+    except Exception as exc:  # a connector bug: retrying will not fix it; never log its message
+        log.error("task for connector %s raised %s", job.connector, type(exc).__name__)
+        return Outcome(False, error=f"unexpected {type(exc).__name__} in the connector "
+                       "(a bug: see the worker's log)")
 
 
 def _discover(connector: Connector, subject: Subject) -> Outcome:
@@ -156,24 +151,24 @@ def _discover(connector: Connector, subject: Subject) -> Outcome:
     return Outcome(True, records=sum(len(v) for v in found.values()), identifiers=found)
 
 
-def _export(rt: Runtime, request_id: str, connector: Connector, subject: Subject,
-            lease: Lease) -> Outcome:
-    writer = PartWriter(Path(rt.settings["EXPORT_DIR"]), request_id, connector.name)
+def _export(rt: Runtime, request_id: str, connector: Connector, subject: Subject) -> Outcome:
+    writer = PartWriter(Path(rt.settings["EXPORT_DIR"]), request_id, connector.name,
+                        run=uuid.uuid4().hex[:12])
     try:
         categories: Counter[str] = Counter()
         for record in connector.find(subject):
             writer.add(record)
             categories[record.category] += 1
-            lease.keep_alive()
-        lease.renew()
+        check_stop()
         writer.commit()
     except BaseException:
         writer.abort()
         raise
-    return Outcome(True, records=writer.count, result={"categories": dict(categories)})
+    return Outcome(True, records=writer.count,
+                   result={"categories": dict(categories), "part": writer.name})
 
 
-def _erase(connector: Connector, subject: Subject, lease: Lease) -> Outcome:
+def _erase(connector: Connector, subject: Subject) -> Outcome:
     """Plan, erase, then find again: anything left that no hold keeps fails
     the task (erasure is verified, not assumed)."""
     if Capability.ERASE not in connector.capabilities:
@@ -183,9 +178,8 @@ def _erase(connector: Connector, subject: Subject, lease: Lease) -> Outcome:
                            "erase: erase them by hand, then retry")
         return Outcome(True, result={"plan": {}, "note": "nothing found"})
     plan = connector.plan_erasure(subject)
-    lease.keep_alive()
     done = connector.erase(plan)
-    lease.renew()
+    faults.point("task.erased")
     kept = plan.kept()
     left = Counter(r.collection for r in connector.find(subject) if r.ref not in kept)
     holds = sorted({item.detail for item in plan.items if item.ref in kept})
@@ -199,35 +193,83 @@ def _erase(connector: Connector, subject: Subject, lease: Lease) -> Outcome:
     return Outcome(True, records=len(plan.items), result=result)
 
 
-def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> None:
-    """Record the outcome if the lease is still ours; end the request when
-    this was its last open task."""
+def _overdue(rt: Runtime, outcome: Outcome) -> Outcome:
+    limit = float(rt.settings["TASK_MAX_SECONDS"])
+    outcome.ok, outcome.retryable = False, False
+    outcome.error = f"ran longer than TASK_MAX_SECONDS ({limit:.0f} s) and was stopped"
+    return outcome
+
+
+def _record(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
+            lost: threading.Event) -> bool | None:
+    """:func:`complete`, waiting out an app-database outage (the heartbeat
+    keeps the lease meanwhile). Any other failure hands the task back.
+    ``True``: recorded; ``False``: the lease was lost; ``None``: handed back."""
+    deadline, delay, logged = time.monotonic() + RECORD_PATIENCE_SECONDS, 0.5, False
+    while True:
+        try:
+            return complete(rt, task_id, owner, outcome)
+        except Exception as exc:
+            if not is_unavailable(exc) or lost.is_set() or time.monotonic() > deadline:
+                log.error("task %s: outcome not recorded (%s); handing the task back",
+                          task_id, type(exc).__name__)
+                release(rt, task_id, owner)
+                return None
+            if not logged:
+                log.warning("task %s: app database unavailable; will record the outcome "
+                            "when it returns", task_id)
+                logged = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _record_quietly(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> None:
+    try:
+        complete(rt, task_id, owner, outcome)
+    except Exception as exc:  # the heartbeat's thread must not die of it
+        log.error("task %s: overdue failure not recorded (%s)", task_id, type(exc).__name__)
+
+
+def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> bool:
+    """Record the outcome if the lease is still ours (``False`` otherwise);
+    end the step, or the request, when this was its last open task."""
+    faults.point("task.complete")
     with rt.transaction() as session:
         # Lock order, everywhere: the request row, then its tasks, then the
         # audit head; so finishing tasks of one request never deadlock.
         request_id = session.scalar(select(Task.request_id).where(Task.id == task_id))
-        session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
+        request = session.execute(select(Request).where(Request.id == request_id)
+                                  .with_for_update()).scalar_one()
         task = session.execute(select(Task).where(Task.id == task_id)
                                .with_for_update()).scalar_one_or_none()
         if task is None or task.status != "running" or task.lease_owner != owner:
             log.warning("task %s: lease lost before completion, result discarded", task_id)
-            return
+            return False
         task.lease_owner, task.lease_expires_at = None, None
         task.identifiers_seen = outcome.seen
         if outcome.ok and outcome.identifiers:
             outcome.result["added"] = _add_discovered(session, rt, task, outcome.identifiers)
         task.record_count, task.result = outcome.records, json.dumps(outcome.result)
-        action = _apply(rt, task, outcome)
+        action = _apply(rt, task, request, outcome)
         audit.record(session, rt.crypto, action, actor=f"connector:{task.connector}",
-                     request_id=task.request_id,
-                     details={"task": task.id, "step": task.step, "attempt": task.attempts,
-                              "records": outcome.records, "result": outcome.result,
-                              **({"error": outcome.error} if outcome.error else {})})
+                     request_id=task.request_id, details=_details(task, outcome))
+        if task.status == "succeeded":
+            _wake_waiting(session, task)
         if task.status in ("succeeded", "failed"):
-            if task.step == engine.STEP_DISCOVER:
-                engine.after_discovery(session, rt, task.request_id)
-            else:
-                engine.finalise(session, rt, task.request_id)
+            engine.task_ended(session, rt, task)
+        return True
+
+
+def _details(task: Task, outcome: Outcome) -> dict[str, Any]:
+    details: dict[str, Any] = {"task": task.id, "step": task.step, "attempt": task.attempts,
+                               "records": outcome.records, "result": outcome.result}
+    if task.reclaims:
+        details["reclaims"] = task.reclaims
+    if outcome.error:
+        details["error"] = outcome.error
+    if task.status == "pending":
+        details["next_try_at"] = task.not_before.isoformat()
+    return details
 
 
 def _add_discovered(session: Session, rt: Runtime, task: Task,
@@ -242,15 +284,46 @@ def _add_discovered(session: Session, rt: Runtime, task: Task,
                            limit=max(room, 0))
 
 
-def _apply(rt: Runtime, task: Task, outcome: Outcome) -> str:
+def _apply(rt: Runtime, task: Task, request: Request, outcome: Outcome) -> str:
+    now = utcnow()
     if outcome.ok:
-        task.status, task.last_error, task.finished_at = "succeeded", None, utcnow()
+        task.status, task.last_error, task.finished_at = "succeeded", None, now
+        task.retrying_since = None
         return "task.succeeded"
     task.last_error = outcome.error
-    if outcome.retryable and task.attempts < int(rt.settings["TASK_MAX_ATTEMPTS"]):
-        delay = min(float(rt.settings["TASK_RETRY_SECONDS"]) * 2 ** (task.attempts - 1),
-                    MAX_BACKOFF_SECONDS)
-        task.status, task.not_before = "pending", utcnow() + timedelta(seconds=delay)
+    at = retry.next_try(rt, task, request.due_at, now) if outcome.retryable else None
+    if at is not None:
+        task.retrying_since = task.retrying_since or now
+        task.status, task.not_before = "pending", at
         return "task.retry_scheduled"
-    task.status, task.finished_at = "failed", utcnow()
+    if outcome.retryable and task.retrying_since is not None:
+        task.last_error = (f"{outcome.error} (retried since "
+                           f"{task.retrying_since.isoformat(timespec='seconds')}; gave up)")
+    task.status, task.finished_at = "failed", now
     return "task.failed"
+
+
+def _wake_waiting(session: Session, task: Task) -> None:
+    """The store answered: tasks of other requests waiting on it try now."""
+    session.execute(update(Task).where(
+        Task.connector == task.connector, Task.status == "pending", Task.id != task.id,
+        Task.retrying_since.is_not(None), Task.not_before > utcnow(),
+    ).values(not_before=utcnow()))
+
+
+def _discarded(rt: Runtime, task_id: int, job: _Job, outcome: Outcome) -> None:
+    """This worker lost the task. What its erasure did to the store is still a
+    fact for the audit trail (the next run finds those records already gone)."""
+    log.warning("task %s: lease lost, result discarded", task_id)
+    if not outcome.changed_store:
+        return
+    try:
+        with rt.transaction() as session:
+            audit.record(session, rt.crypto, "task.result_discarded",
+                         actor=f"connector:{job.connector}", request_id=job.request_id,
+                         details={"task": task_id, "step": job.step,
+                                  "result": outcome.result,
+                                  "note": "this worker lost the task; these changes were "
+                                          "made to the store all the same"})
+    except Exception as exc:
+        log.error("task %s: discarded result not recorded (%s)", task_id, type(exc).__name__)

@@ -1,0 +1,169 @@
+"""A worker's hold on a task: claimed under a short lease, kept alive by a
+heartbeat while the work runs, taken back from a worker that died.
+
+* :func:`claim` takes the oldest runnable task: pending and due, or running
+  under a lease that ran out (its worker died: a *reclaim*, counted apart from
+  attempts so crashes never use up a task's retries).
+* :class:`Heartbeat` renews the lease from a thread of its own every quarter
+  of ``TASK_LEASE_SECONDS``, also while one long connector call runs, so a
+  live worker never loses its task and a dead one's task is free again within
+  one lease. It owns the call's stop token: set when the lease was lost or the
+  task ran past ``TASK_MAX_SECONDS``.
+* :func:`release` hands a task back at once when its outcome could not be
+  recorded, instead of letting it wait out the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from .. import audit
+from ..database import is_unavailable, utcnow
+from ..models import Request, Task
+from ..runtime import Runtime
+from .states import Status
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another worker took the task over, or it ended; this worker's result is void."""
+
+
+def lease_seconds(rt: Runtime) -> float:
+    return float(rt.settings["TASK_LEASE_SECONDS"])
+
+
+def claim(rt: Runtime, owner: str) -> int | None:
+    """Take the next runnable task under a fresh lease; ``None`` when none.
+
+    A task whose lease ran out is a reclaim: ``reclaims`` grows (and the
+    audit trail says so), ``attempts`` does not."""
+    now = utcnow()
+    with rt.transaction() as session:
+        task = session.execute(
+            select(Task).join(Request, Request.id == Task.request_id)
+            .where(Request.status == Status.PROCESSING.value,
+                   or_((Task.status == "pending") & (Task.not_before <= now),
+                       (Task.status == "running") & (Task.lease_expires_at < now)))
+            .order_by(Task.not_before, Task.id).limit(1)
+            .with_for_update(skip_locked=True, of=Task)
+        ).scalar_one_or_none()
+        if task is None:
+            return None
+        if task.status == "running":
+            task.reclaims += 1
+            log.warning("task %s taken over from a worker that stopped renewing its lease",
+                        task.id)
+            audit.record(session, rt.crypto, "task.reclaimed", actor="system",
+                         request_id=task.request_id,
+                         details={"task": task.id, "step": task.step,
+                                  "connector": task.connector, "reclaims": task.reclaims})
+        else:
+            task.attempts += 1
+        task.status, task.lease_owner = "running", owner
+        task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
+        return task.id
+
+
+def renew(rt: Runtime, task_id: int, owner: str) -> None:
+    """Extend the lease; raises :class:`LeaseLost` if it is no longer ours."""
+    with rt.transaction() as session:
+        done = session.execute(
+            update(Task).where(Task.id == task_id, Task.lease_owner == owner,
+                               Task.status == "running")
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds(rt))))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(task_id)
+
+
+def release(rt: Runtime, task_id: int, owner: str, delay_seconds: float = 1.0) -> None:
+    """Give a task back (pending again shortly) if it is still ours; best effort."""
+    try:
+        with rt.transaction() as session:
+            session.execute(
+                update(Task).where(Task.id == task_id, Task.lease_owner == owner,
+                                   Task.status == "running")
+                .values(status="pending", lease_owner=None, lease_expires_at=None,
+                        not_before=utcnow() + timedelta(seconds=delay_seconds)))
+    except Exception as exc:  # the lease runs out on its own
+        log.warning("task %s: could not release its lease (%s)", task_id, type(exc).__name__)
+
+
+class Heartbeat:
+    """Keeps ``task_id``'s lease alive while the block runs (a context manager).
+
+    ``stop`` is the running call's stop token. ``lost`` is set when the lease
+    is no longer ours; ``overdue`` once the task ran past ``TASK_MAX_SECONDS``
+    (the call is asked to stop; if it has not within one lease, ``on_overdue``
+    is called from the heartbeat's thread to fail the task without it).
+    """
+
+    def __init__(self, rt: Runtime, task_id: int, owner: str,
+                 on_overdue: Callable[[], None] | None = None) -> None:
+        self.rt, self.task_id, self.owner = rt, task_id, owner
+        self.interval = lease_seconds(rt) / 4
+        self.max_seconds = float(rt.settings["TASK_MAX_SECONDS"])
+        self.stop = threading.Event()
+        self.lost = threading.Event()
+        self.overdue = False
+        self._on_overdue = on_overdue
+        self._done = threading.Event()
+        self._started = time.monotonic()
+        self._down_since: float | None = None
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name=f"dsar-heartbeat-{task_id}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.interval):
+            if self._past_deadline():
+                return
+            try:
+                renew(self.rt, self.task_id, self.owner)
+            except LeaseLost:
+                log.warning("task %s: lease lost; asking its connector to stop", self.task_id)
+                self.lost.set()
+                self.stop.set()
+                return
+            except Exception as exc:
+                self._renewal_failed(exc)
+            else:
+                self._down_since = None
+
+    def _past_deadline(self) -> bool:
+        """Ask the call to stop past the maximum; give up on it a lease later."""
+        running = time.monotonic() - self._started
+        if running <= self.max_seconds:
+            return False
+        if not self.overdue:
+            self.overdue = True
+            self.stop.set()
+            log.warning("task %s ran past TASK_MAX_SECONDS; asking its connector to stop",
+                        self.task_id)
+            return False
+        if running <= self.max_seconds + lease_seconds(self.rt) or self._on_overdue is None:
+            return False
+        self.lost.set()
+        self._on_overdue()
+        return True
+
+    def _renewal_failed(self, exc: Exception) -> None:
+        """One line per outage, not one per beat; the lease may run out meanwhile."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            what = "app database unavailable" if is_unavailable(exc) else type(exc).__name__
+            log.warning("task %s: lease not renewed (%s); retrying", self.task_id, what)

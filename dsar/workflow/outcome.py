@@ -1,0 +1,23 @@
+"""What one run of a task came to, before it is recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    records: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    retryable: bool = False
+    #: identifiers a discovery found: written encrypted, never into ``result``
+    identifiers: dict[str, set[str]] = field(default_factory=dict)
+    #: how many identifiers the subject had for this run
+    seen: int = 0
+
+    @property
+    def changed_store(self) -> bool:
+        return bool(self.result.get("deleted") or self.result.get("masked"))

@@ -1,0 +1,38 @@
+"""When a task that failed for a passing reason (a store down, a timeout)
+runs again, and when it stops trying.
+
+Retries back off exponentially from ``TASK_RETRY_SECONDS`` with jitter (so
+tasks waiting on one store do not all knock at once) up to
+``TASK_RETRY_MAX_DELAY_SECONDS``, for ``TASK_RETRY_WINDOW_HOURS`` from the
+first failure of the run, and never later than ``TASK_RETRY_DUE_MARGIN_DAYS``
+before the request's due date, so an officer still has time to act.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from ..models import Task
+from ..runtime import Runtime
+
+
+def delay_seconds(rt: Runtime, attempts: int) -> float:
+    """The wait after the ``attempts``-th failed attempt, jitter included."""
+    base = float(rt.settings["TASK_RETRY_SECONDS"])
+    cap = float(rt.settings["TASK_RETRY_MAX_DELAY_SECONDS"])
+    full = min(base * 2 ** min(max(attempts - 1, 0), 40), cap)
+    return full * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+
+
+def give_up_at(rt: Runtime, since: datetime, due_at: datetime) -> datetime:
+    """The last moment a retry may be scheduled for."""
+    window = timedelta(hours=float(rt.settings["TASK_RETRY_WINDOW_HOURS"]))
+    margin = timedelta(days=float(rt.settings["TASK_RETRY_DUE_MARGIN_DAYS"]))
+    return min(since + window, due_at - margin)
+
+
+def next_try(rt: Runtime, task: Task, due_at: datetime, now: datetime) -> datetime | None:
+    """When ``task`` runs again after a retryable failure; ``None``: give up."""
+    at = now + timedelta(seconds=delay_seconds(rt, task.attempts))
+    return at if at <= give_up_at(rt, task.retrying_since or now, due_at) else None
