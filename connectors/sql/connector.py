@@ -30,6 +30,7 @@ from dsar.connector import (
     Record,
     RetryableError,
     Subject,
+    check_stop,
 )
 
 from .config import KINDS, SqlConfigSchema
@@ -49,10 +50,14 @@ class SqlTableConnector(Connector):
     ``identity_kinds`` on an instance is the union of its tables' kinds.
     ``find`` streams (server-side cursors, the walk done in SQL). ``erase``
     runs in one transaction, children before parents, and is idempotent.
+    Stops when asked (``Capability.STOP``): between rows in ``find``,
+    ``discover`` and ``plan_erasure``, between batches in ``erase``, whose
+    transaction is then rolled back (``Stopped.done`` says nothing changed).
     """
 
     config_schema = SqlConfigSchema
-    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.DISCOVER})
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.DISCOVER,
+                              Capability.STOP})
     identity_kinds = KINDS
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
@@ -61,7 +66,7 @@ class SqlTableConnector(Connector):
         # per instance: the kinds its tables declare (the class lists the usual ones)
         self.identity_kinds = self.dataset.identity_kinds()
         if not any(spec.discover for spec in self.dataset.tables.values()):
-            self.capabilities = frozenset({Capability.FIND, Capability.ERASE})
+            self.capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.STOP})
         self._engine: Engine | None = None
 
     @property
@@ -135,6 +140,7 @@ class SqlTableConnector(Connector):
         count = 0
         with conn.execute(query.execution_options(yield_per=BATCH)) as result:
             for row in result:
+                check_stop()
                 values = row._mapping
                 count += 1
                 yield Record(name, str(values[spec.key]), spec.category,
@@ -164,10 +170,12 @@ class SqlTableConnector(Connector):
             return
         kinds = list(spec.identity)
         query = select(*(table.c[spec.identity[k]] for k in kinds)).where(where)
-        for row in conn.execute(query.execution_options(yield_per=BATCH)):
-            for kind, value in zip(kinds, row, strict=True):
-                if value is not None and str(value).strip():
-                    yield kind, str(value).strip()
+        with conn.execute(query.execution_options(yield_per=BATCH)) as result:
+            for row in result:
+                check_stop()
+                for kind, value in zip(kinds, row, strict=True):
+                    if value is not None and str(value).strip():
+                        yield kind, str(value).strip()
 
     # ------------------------------------------------------------ erase
     def plan_erasure(self, subject: Subject) -> ErasurePlan:
@@ -196,14 +204,17 @@ class SqlTableConnector(Connector):
         hashed = [c for c, s in spec.masked.items() if s.how == "hash"]
         kinds = {column: kind for kind, column in spec.identity.items()}
         query = select(table.c[spec.key], *(table.c[c] for c in hashed)).where(where)
-        for row in conn.execute(query.order_by(table.c[spec.key])
-                                .execution_options(yield_per=BATCH)):
-            key = str(row[0])
-            values = {c: pseudonym(self.config["hash_key"], v, kinds.get(c), _length(table, c))
-                      for c, v in zip(hashed, row[1:], strict=True) if v is not None}
-            if values:
-                pseudonyms.setdefault(name, {})[key] = values
-            yield PlanItem(name, key, action, detail)
+        query = query.order_by(table.c[spec.key]).execution_options(yield_per=BATCH)
+        with conn.execute(query) as result:  # closes the server-side cursor on a stop
+            for row in result:
+                check_stop()
+                key = str(row[0])
+                values = {c: pseudonym(self.config["hash_key"], v, kinds.get(c),
+                                       _length(table, c))
+                          for c, v in zip(hashed, row[1:], strict=True) if v is not None}
+                if values:
+                    pseudonyms.setdefault(name, {})[key] = values
+                yield PlanItem(name, key, action, detail)
 
     def _detail(self, spec: TableSpec) -> str:
         """What happens to every planned row of a table; the same for each row."""
@@ -223,7 +234,9 @@ class SqlTableConnector(Connector):
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Carry out the plan in one transaction (see :mod:`.erasure` for the
-        order). Rows already gone or already masked are not an error."""
+        order). Rows already gone or already masked are not an error. Asked to
+        stop, it rolls the transaction back and raises ``Stopped`` with
+        ``done=ErasureResult()``: the store is as before the call."""
         if plan.connector != self.name:
             raise PermanentError(f"the plan is for connector {plan.connector!r}, not {self.name!r}")
         if not plan.items:

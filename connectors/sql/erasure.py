@@ -15,6 +15,12 @@ Order inside the transaction:
 Everything works on the plan's keys in batches: nothing is walked again, and
 running a plan twice changes nothing the second time (hashes come from the
 plan, computed once from the original values).
+
+Asked to stop (:func:`dsar.connector.check_stop`, before every batch), it raises
+``Stopped(done=ErasureResult())``: the caller's transaction is rolled back, so
+nothing was changed. (Committing table by table would report progress, but then
+a child row added since the plan would leave the children erased and the parents
+not, where today the whole erasure is refused untouched.)
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 
-from dsar.connector import Action, ErasurePlan, PermanentError, RetryableError
+from dsar.connector import (
+    Action,
+    ErasurePlan,
+    ErasureResult,
+    PermanentError,
+    RetryableError,
+    check_stop,
+)
 
 from .dataset import Dataset, TableSpec
 from .query import key_value
@@ -33,6 +46,8 @@ from .query import key_value
 __all__ = ["BATCH", "carry_out"]
 
 BATCH = 500
+#: what a stopped erasure reports: its transaction is rolled back
+NOTHING = ErasureResult()
 
 
 def carry_out(conn: Connection, dataset: Dataset, tables: dict[str, Table],
@@ -40,11 +55,13 @@ def carry_out(conn: Connection, dataset: Dataset, tables: dict[str, Table],
     """Delete and mask what ``plan`` says, inside ``conn``'s transaction.
     Returns (deleted, masked) row counts."""
     keys = _keys_by_table(dataset, plan)
+    check_stop(done=NOTHING)
     pseudonyms: dict[str, dict[str, dict[str, str]]] = plan.extra.get("pseudonyms", {})
     for ref in dataset.exits():
         parent = dataset.tables[ref.parent]
         if parent.changes(ref.parent_column):
             for batch in _batches(keys[ref.parent][Action.DELETE] + keys[ref.parent][Action.MASK]):
+                check_stop(done=NOTHING)
                 values = _parent_values(conn, tables, parent, ref.parent_column, batch)
                 if values:
                     child = tables[ref.table]
@@ -54,6 +71,7 @@ def carry_out(conn: Connection, dataset: Dataset, tables: dict[str, Table],
     for name in reversed(dataset.walk_order()):
         spec, table = dataset.tables[name], tables[name]
         for batch in _batches(keys[name][Action.DELETE]):
+            check_stop(done=NOTHING)
             _guard_children(conn, dataset, tables, spec, batch)
             where = table.c[spec.key].in_([key_value(table.c[spec.key], k) for k in batch])
             deleted += conn.execute(table.delete().where(where)).rowcount
@@ -61,6 +79,7 @@ def carry_out(conn: Connection, dataset: Dataset, tables: dict[str, Table],
             continue
         for action in (Action.MASK, Action.KEEP):  # a hold may keep a row yet mask columns
             for batch in _batches(keys[name][action]):
+                check_stop(done=NOTHING)
                 _guard_children(conn, dataset, tables, spec, batch, masked_only=True)
                 count = _mask(conn, spec, table, batch, pseudonyms.get(name, {}))
                 masked += count if action is Action.MASK else 0
