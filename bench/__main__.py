@@ -4,7 +4,8 @@ Seeds the three demo stores (SQLite CRM, Maildir, Slack export) with
 ``--customers`` people, then runs access requests and approved erasures
 through the in-process executor on the embedded SQLite database, and reports
 the time per request from receipt to its final state (one request at a time),
-throughput with many at once, and peak memory.
+throughput with many at once, and peak memory; then the per-message cost of
+a Maildir erasure at 2,000 and 20,000 messages (``bench/maildir_erase.py``).
 Results go to ``bench/results/engine-<date>.json`` and are printed.
 """
 
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import maildir_erase
 from dsar import create_app, migrate
 from dsar.demo import seed
 from dsar.executor import InProcessExecutor
@@ -94,6 +96,7 @@ def main() -> None:
               "customers": args.customers, "workers": args.workers,
               "access": access, "erasure": erasure,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    report["maildir_erase"] = maildir_erase.run()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"engine-{report['date'][:10]}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
