@@ -70,13 +70,14 @@ class Crypto:
         return self.decrypt(blob, context).decode("utf-8")
 
     def identifier_digest(self, kind: str, value: str) -> str:
-        """The keyed hash of an identifier after normalisation (hex)."""
-        message = f"{kind}:{normalise_identifier(kind, value)}".encode()
+        """The keyed hash of an identifier after normalisation (hex); any
+        string, even one no validation has seen yet (see :func:`text_bytes`)."""
+        message = text_bytes(f"{kind}:{normalise_identifier(kind, value)}")
         return hmac.new(self._identifier_key, message, hashlib.sha256).hexdigest()
 
     def token_digest(self, token: str) -> str:
-        """The keyed hash of a secret token or code, for storing it."""
-        message = b"token:" + token.encode()
+        """The keyed hash of a secret token or code, for storing it (any string)."""
+        message = b"token:" + text_bytes(token)
         return hmac.new(self._identifier_key, message, hashlib.sha256).hexdigest()
 
     def audit_mac(self, message: str) -> str:
@@ -85,4 +86,15 @@ class Crypto:
 
 
 def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    return hmac.compare_digest(text_bytes(a), text_bytes(b))
+
+
+def text_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, for hashing request input before it is validated.
+
+    Lone surrogates (JSON's ``"\\ud800"`` decodes to one) cannot be strict
+    UTF-8 and would raise; they are passed through as their 3-byte form
+    instead, so every digest and rate-limit key takes any string. Valid text
+    gives exactly its UTF-8 bytes: digests already stored keep matching.
+    """
+    return text.encode("utf-8", "surrogatepass")

@@ -69,6 +69,10 @@ BAD: list[tuple[str, dict[str, Any], int, str, str | None]] = [
                                                ' "message": "\\ud800"}',
                                        "content_type": "application/json"}, 400,
      "invalid_fields", "message"),
+    ("lone surrogate in the email", {"data": '{"kind": "access",'
+                                             ' "email": "ann\\ud800@example.org"}',
+                                     "content_type": "application/json"}, 400,
+     "invalid_fields", "email"),
     ("malformed JSON", {"data": '{"kind": "access",', "content_type": "application/json"},
      400, "invalid_json", None),
     ("single quotes", {"data": "{'kind': 'access'}", "content_type": "application/json"}, 400,

@@ -167,3 +167,13 @@ def test_unexpected_error_is_a_friendly_500_and_logged(
     assert "exploded" not in answer.text and "Traceback" not in answer.text
     assert answer.headers["Cache-Control"] == "no-store"
     assert any(r.exc_info and "exploded" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_a_lone_surrogate_sent_as_json_is_a_400_page(browser: Browser) -> None:
+    """JSON is the one body that decodes to a lone surrogate (``"\\ud800"``);
+    the per-address rate-limit key reads it before the form is checked."""
+    answer = browser.client.post(
+        "/requests", data='{"kind": "access", "email": "ann\\ud800@example.org"}',
+        content_type="application/json", headers={"X-CSRFToken": browser.csrf()})
+    assert answer.status_code == 400 and T["form.email.missing"] in answer.text
+    assert count(browser.rt) == 0
