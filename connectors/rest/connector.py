@@ -24,6 +24,7 @@ from dsar.connector import (
     PlanItem,
     Record,
     Subject,
+    check_stop,
     normalise_identifier,
 )
 
@@ -46,10 +47,12 @@ class RestConnector(Connector):
     """A declarative connector for HTTP/JSON APIs (HubSpot-, Salesforce-,
     Zendesk-shaped). ``erase`` is idempotent: 404/410 on delete, anonymise or
     read mean the record is already gone. ``identity_kinds`` of an instance
-    are the kinds its object types declare."""
+    are the kinds its object types declare. Every call stops when asked
+    (``Capability.STOP``), before the next HTTP request or record."""
 
     config_schema = rest_config.RestConfigSchema
-    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.DISCOVER})
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.DISCOVER,
+                              Capability.STOP})
     identity_kinds = frozenset(rest_config.KINDS)
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
@@ -137,12 +140,15 @@ class RestConnector(Connector):
         match = spec["match"].get(kind, []) if kind else []
         url, query, body = self._request_parts(search, values)
         dropped = 0
+        check_stop()  # before the first page's request
         for page in pages(self.http, search, label, url, query, body, self.config["base_url"]):
             for item in page:
+                check_stop()
                 if kind and match and not _matches(item, match, kind, values["value"]):
                     dropped += 1
                     continue
                 yield _key(item, search["id"], label), item
+            check_stop()  # before the next page's request
         if dropped:
             log.debug("rest %s: %s: %d results did not match and were dropped",
                       self.name, name, dropped)
@@ -155,6 +161,7 @@ class RestConnector(Connector):
         wanted = {name for name, spec in self.objects.items() if spec["discover"]}
         found: dict[str, set[str]] = {}
         for name, _, item in self._roots(subject, only=wanted):
+            check_stop()
             for kind, paths in self.objects[name]["discover"].items():
                 found.setdefault(kind, set()).update(
                     normalise_identifier(kind, v) for v in _values(item, paths))
@@ -168,6 +175,7 @@ class RestConnector(Connector):
         answer is the record's fields, else the search result."""
         count = 0
         for name, key, item in self._walk(subject):
+            check_stop()  # before the read's request, so before each yield
             fields = self._read(name, key, item)
             if fields is None:
                 continue  # deleted between search and read
@@ -194,6 +202,7 @@ class RestConnector(Connector):
         Changes nothing; ``extra`` stays empty (the plan holds only ids)."""
         plan = ErasurePlan(connector=self.name)
         for name, key, _ in self._walk(subject):
+            check_stop()
             plan.items.append(self._plan_item(name, key))
         return plan
 
@@ -210,9 +219,12 @@ class RestConnector(Connector):
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Carry out ``plan``, children before parents (the reverse of the
         walk), so a half-done erasure can still be planned again. A record
-        already gone (404/410) is skipped and not counted."""
+        already gone (404/410) is skipped and not counted. Asked to stop, it
+        stops between records; ``Stopped.done`` counts the calls that went
+        through (each record is one call: changed, or untouched)."""
         deleted = masked = kept = 0
         for item in reversed(plan.items):
+            check_stop(done=ErasureResult(deleted=deleted, masked=masked, kept=kept))
             if item.action is Action.KEEP:
                 kept += 1
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from marshmallow import ValidationError
 from connectors.rest import RestConnector
 from connectors.rest.config import merge, shipped_profiles
 from connectors.rest.templates import fill, fill_path, link_header_next, retry_after_seconds
-from dsar.connector import Action, PermanentError, RetryableError, Subject
+from dsar.connector import Action, PermanentError, RetryableError, Stopped, Subject, stop_scope
 from dsar.registry import available_types
 from dsar.testing import ConnectorContract
 from tests.support.crm_server import CrmServer
@@ -555,3 +556,45 @@ def test_link_header() -> None:
     header = '<https://a.example/x?page=1>; rel="prev", <https://a.example/x?page=3>; rel="next"'
     assert link_header_next(header) == "https://a.example/x?page=3"
     assert link_header_next('<https://a.example/x>; rel="last"') is None
+
+
+# ------------------------------------------------------------------ stop
+def _changes(seen: Any) -> bool:
+    return seen.method == "DELETE" or seen.path.endswith("gdpr-delete")
+
+
+def test_erase_stopped_after_one_delete_reports_it_and_resumes(
+    crm: CrmServer, ids: dict[str, str]
+) -> None:
+    connector = hubspot(crm)
+    plan = connector.plan_erasure(ALICE)
+    stop = threading.Event()
+    crm.on_answered = lambda seen: stop.set() if _changes(seen) else None
+    with stop_scope(stop), pytest.raises(Stopped) as stopped:
+        connector.erase(plan)
+    crm.on_answered = None
+    assert stopped.value.done is not None
+    assert (stopped.value.done.deleted, stopped.value.done.masked) == (1, 0)
+    assert len([s for s in crm.seen if _changes(s)]) == 1, "no call after the stop"
+    assert connector.erase(plan).deleted == 5, "the rerun does the rest"
+    assert refs(connector.find(ALICE)) <= plan.kept()
+
+
+def test_find_stops_before_the_next_request(crm: CrmServer, ids: dict[str, str]) -> None:
+    connector = hubspot(crm)
+    with stop_scope(threading.Event()) as stop:
+        records = connector.find(ALICE)
+        next(records)
+        asked = len(crm.seen)
+        stop.set()
+        with pytest.raises(Stopped):
+            next(records)
+    assert len(crm.seen) == asked, "no request after the stop"
+
+
+def test_discover_stops_when_asked(crm: CrmServer, ids: dict[str, str]) -> None:
+    connector = hubspot(crm)
+    with stop_scope(threading.Event()) as stop, pytest.raises(Stopped):
+        stop.set()
+        connector.discover(ALICE)
+    assert crm.seen == [], "stopped before the first request"

@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -102,6 +103,9 @@ class CrmServer:
     oauth_tokens: set[str] = field(default_factory=set)
     issued: list[str] = field(default_factory=list)  # every OAuth2 token handed out
     blocklist: set[str] = field(default_factory=set)
+    #: called with each request once it is carried out, before the answer is sent:
+    #: the test's hook for "the moment right after the server changed something"
+    on_answered: Callable[[Seen], None] | None = None
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -286,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.crm.seen.append(seen)
         status, payload, headers = self._answer(parts.path, query, body)
         seen.status = status
+        if self.crm.on_answered is not None:
+            self.crm.on_answered(seen)
         self._send(status, payload, headers)
 
     do_GET = do_POST = do_PATCH = do_DELETE = _dispatch
