@@ -118,7 +118,8 @@ def clean(
     goes too (Maildir's tmp/ rule); younger ones belong to a mail server.
     """
     try:
-        entries = list(os.scandir(directory))
+        with os.scandir(directory) as listing:
+            entries = list(listing)
     except (FileNotFoundError, NotADirectoryError):
         return 0
     removed, now = 0, time.time()

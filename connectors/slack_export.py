@@ -102,9 +102,10 @@ def clean(root: Path) -> None:
     """Remove the temporary files crashed writes left in the export: in the
     root (users.json and the conversation lists) and every conversation folder."""
     filestore.clean(root, ours=_older_temporary)
-    for entry in os.scandir(root):
-        if entry.is_dir() and not entry.name.startswith("."):
-            filestore.clean(Path(entry.path), ours=_older_temporary)
+    with os.scandir(root) as entries:
+        folders = [e.path for e in entries if e.is_dir() and not e.name.startswith(".")]
+    for folder in folders:
+        filestore.clean(Path(folder), ours=_older_temporary)
 
 
 def _profile_fields(user: dict[str, Any]) -> dict[str, Any]:

@@ -18,10 +18,14 @@ appears in the text/plain and text/html body parts (quoted replies,
 signatures): text cannot be dropped from prose. Attachments are left alone.
 
 Rewriting a message adds the new version and then removes the old one, so a
-crash in between leaves a duplicate, never a loss; the new version gets a new
-key (IMAP servers such as Dovecot cache sizes by file name). Flags, the
-``new``/``cur`` subdirectory, the MIME structure and every header and part
-that does not name the subject are kept as they were.
+crash in between never loses mail; the new version gets a new key (IMAP
+servers such as Dovecot cache sizes by file name) derived from the old one,
+so a rerun recognises the copy it added, removes the old version and ends
+with one copy. New versions are written to ``tmp/.dsar-tmp-*`` first; a
+crash's leftovers there are removed by the next find or erase (see
+:mod:`.store`). Flags, the ``new``/``cur`` subdirectory, the MIME structure
+and every header and part that does not name the subject are kept as they
+were. Find, plan and erase stop between messages when the engine asks.
 """
 
 from .addresses import address_hash, redact_text

@@ -88,8 +88,9 @@ class MaildirConnector(Connector):
         """The top level, then each Maildir++ folder (``.Name``) by name."""
         root = self._root()
         yield Folder(TOP, root)
-        names = sorted(e.name for e in os.scandir(root) if len(e.name) > 1
-                       and e.name.startswith(".") and e.is_dir())
+        with os.scandir(root) as entries:
+            names = sorted(e.name for e in entries
+                           if len(e.name) > 1 and e.name.startswith(".") and e.is_dir())
         for name in names:
             yield Folder(name[1:], root / name)
 

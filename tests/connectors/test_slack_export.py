@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 from pathlib import Path
@@ -287,3 +288,19 @@ def test_stop_mid_erase_leaves_whole_files_and_a_rerun_converges(
     assert ("users", "U1") in {r.ref for r in connector.find(ALICE)}, "the profile is untouched"
     assert connector.erase(plan) == ErasureResult(deleted=2, masked=1)
     assert list(connector.find(ALICE)) == []
+
+
+def test_find_removes_abandoned_temporaries_not_live_ones(root: Path) -> None:
+    """Leftovers of crashed writes (dsar's own names, and the earlier
+    ``.users.json.<random>.tmp`` ones) go; a live writer's locked file stays."""
+    alice = (root / "users.json").read_bytes()
+    (root / ".users.json.k3j2x9.tmp").write_bytes(alice)
+    (root / ".dsar-tmp-abandoned").write_bytes(alice)
+    (root / "general" / ".dsar-tmp-abandoned").write_bytes(b"[")
+    (root / "notes.txt").write_text("not ours", encoding="utf-8")
+    with (root / "random" / ".dsar-tmp-live").open("wb") as live:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        list(make(root).find(BOB))
+        assert sorted(str(p.relative_to(root)) for p in root.rglob(".*")) == [
+            "random/.dsar-tmp-live"]
+    assert (root / "notes.txt").exists()
