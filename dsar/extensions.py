@@ -9,7 +9,7 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
@@ -85,7 +85,11 @@ class RateLimits:
         """Give ``app`` its own limiter, reading its ``RATELIMIT_*`` settings."""
         limiter = FailClosedLimiter(key_func=get_remote_address, default_limits=[],
                                     headers_enabled=True)
+        # after-request functions run last-registered first: these two wrap the
+        # limiter's own, which sets Retry-After to its window on every limited answer
+        app.after_request(_limiter_retry_after_on_429_only)
         limiter.init_app(app)
+        app.after_request(_note_own_retry_after)
         app.extensions[self.KEY] = limiter
         return limiter
 
@@ -184,6 +188,24 @@ def request_key() -> str:
 def configured_limit(name: str) -> Callable[[], str]:
     """A limit read from the app's settings at request time (``RATE_LIMIT_<NAME>``)."""
     return lambda: str(current_app.config[f"RATE_LIMIT_{name}"])
+
+
+def _note_own_retry_after(response: Response) -> Response:
+    g.dsar_own_retry_after = response.headers.get("Retry-After")
+    return response
+
+
+def _limiter_retry_after_on_429_only(response: Response) -> Response:
+    """The limiter's ``Retry-After`` (the end of its window, up to an hour) is
+    for a refusal by the limiter: any other answer keeps the view's own value,
+    or none (a success that said "come back in an hour" would be obeyed)."""
+    if response.status_code != 429:
+        own = g.pop("dsar_own_retry_after", None)
+        if own is None:
+            response.headers.pop("Retry-After", None)
+        else:
+            response.headers["Retry-After"] = own
+    return response
 
 
 def keep_own_retry_after() -> None:

@@ -84,3 +84,24 @@ def test_resend_is_limited_per_request(make_api: Callable[..., Flask], outbox: O
     error_of(response, 429, "rate_limited")
     assert int(response.headers["Retry-After"]) > 0
     assert len(outbox.unread(ALICE)) == 2  # the first code and one resend
+
+
+def test_only_a_refusal_carries_retry_after(make_api: Callable[..., Flask],
+                                            outbox: Outbox) -> None:
+    """The limiter's window (an hour) is when to try again after a 429, not
+    after a success: a client honouring it would wait an hour for nothing."""
+    client = make_api(RATE_LIMIT_SUBMIT="2 per hour").test_client()
+    answers = [client.post(BASE, json={"kind": "access", "email": ALICE})]
+    request_id, token = answers[0].get_json()["id"], answers[0].get_json()["status_token"]
+    answers.append(client.post(f"{BASE}/{request_id}/verify", json={"code": "000000"},
+                               headers=auth(token)))
+    answers.append(client.post(f"{BASE}/{request_id}/resend", headers=auth(token)))
+    assert [a.status_code for a in answers] == [202, 400, 429]  # the cooldown's own 429
+    for answer in answers[:2]:
+        assert "Retry-After" not in answer.headers, answer.status_code
+        assert answer.headers["X-RateLimit-Limit"]  # the limiter's own headers stay
+    assert int(answers[2].headers["Retry-After"]) <= 60
+    client.post(BASE, json={"kind": "access", "email": BOB})
+    limited = client.post(BASE, json={"kind": "access", "email": "carol@example.org"})
+    error_of(limited, 429, "rate_limited")
+    assert 60 < int(limited.headers["Retry-After"]) <= 3600

@@ -67,3 +67,16 @@ def test_resend_is_limited_per_ip_and_per_request(portal_app: Callable[..., Flas
     browser.client.environ_base["REMOTE_ADDR"] = "10.0.0.8"
     _assert_limited(browser.resend(first))
     assert "You can ask again in" in browser.resend(second).text
+
+
+def test_only_a_refusal_carries_retry_after(portal_app: Callable[..., Flask]) -> None:
+    """A successful submission's redirect and a refused code's page must not
+    tell the browser to come back in an hour (the limiter's window)."""
+    browser = Browser(portal_app(RATE_LIMIT_SUBMIT="1 per hour"))
+    submitted = browser.submit("access", ALICE)
+    assert submitted.status_code == 303 and "Retry-After" not in submitted.headers
+    request_id = submitted.headers["Location"].rsplit("/", 1)[1]
+    wrong = browser.verify(request_id, "000000")
+    assert wrong.status_code == 400 and "Retry-After" not in wrong.headers
+    limited = browser.submit("access", "bob@example.org")
+    assert limited.status_code == 429 and 60 < int(limited.headers["Retry-After"]) <= 3600
