@@ -1,6 +1,7 @@
 """Engine, declarative base and column types shared by every model.
 
-SQLite is the embedded default: it gets WAL, a busy timeout, foreign keys and
+SQLite is the embedded default: it gets WAL, a busy timeout (30 s, or the URL's
+``?timeout=`` in seconds), foreign keys and
 ``BEGIN IMMEDIATE`` transactions, so worker threads serialise their writes
 instead of failing on a lock upgrade. Datetimes are always timezone-aware UTC,
 whatever the backend returns.
@@ -11,10 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from .config import ConfigError
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -55,22 +58,39 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}
 
 
+#: seconds a SQLite connection waits for another's write lock before "database is
+#: locked"; the URL's ``?timeout=`` (SQLAlchemy's pysqlite parameter) overrides it
+SQLITE_BUSY_SECONDS = 30.0
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets the pragmas threads need."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _tune_sqlite(engine)
+        busy = _sqlite_busy_seconds(url)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy})
+        _tune_sqlite(engine, busy)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _sqlite_busy_seconds(url: str) -> float:
+    raw = make_url(url).query.get("timeout", SQLITE_BUSY_SECONDS)
+    try:
+        busy = float(raw if isinstance(raw, str | float) else raw[-1])
+    except ValueError:
+        busy = -1.0
+    if not busy >= 0:
+        raise ConfigError("DSAR_DATABASE_URL: ?timeout= must be a number of seconds")
+    return busy
+
+
+def _tune_sqlite(engine: Engine, busy_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
