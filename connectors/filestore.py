@@ -132,6 +132,6 @@ def clean(
                 if now - max(stat.st_mtime, stat.st_atime) > foreign_age:
                     os.unlink(entry.path)
                     removed += 1
-            except FileNotFoundError:
+            except OSError:  # gone, or not ours to remove (read-only, owner): the server's
                 continue
     return removed

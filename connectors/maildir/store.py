@@ -105,7 +105,12 @@ class Folder:
 
     def add_rewrite(self, key: str, data: bytes) -> str:
         """Add ``data`` as the rewrite of ``key`` (which stays for now), with
-        its subdirectory, flags, mode and date. Returns the new key."""
+        its subdirectory, flags, mode and date. Returns the new key.
+
+        ``FileExistsError`` when a rewrite appeared since the listing: another
+        worker's erasure rewrote the same message at the same time. Its copy
+        may still name our subject, so the caller must not remove ``key`` as
+        if the rewrite were its own; a retry rewrites the newest version."""
         name = self.files()[key]
         sub, _, filename = name.partition("/")
         new_key = rewrite_key(key)
@@ -115,11 +120,10 @@ class Folder:
         with filestore.staged(self.path / "tmp", data, dest, old.st_mode & 0o7777,
                               old.st_mtime) as tmp:
             try:
-                os.link(tmp, dest)
-            except FileExistsError:
-                pass  # an earlier run added this very rewrite
+                os.link(tmp, dest)  # never over an existing file
             except PermissionError:  # a file system without hard links
-                if not dest.exists():
-                    os.rename(tmp, dest)
+                if dest.exists():
+                    raise FileExistsError(dest) from None
+                os.rename(tmp, dest)
         self.files()[new_key] = new_name
         return new_key

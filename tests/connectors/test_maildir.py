@@ -22,7 +22,7 @@ from marshmallow import ValidationError
 from connectors import filestore
 from connectors.maildir import MaildirConnector, address_hash, redact_text
 from connectors.maildir.addresses import _scrub_value
-from dsar.connector import Action, Stopped, Subject, stop_scope
+from dsar.connector import Action, RetryableError, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
 
 ALICE = Subject({"email": {"alice@example.org"}})
@@ -657,3 +657,26 @@ def test_stop_mid_erase_leaves_whole_messages_and_a_rerun_converges(
     connector.erase(plan)
     assert list(connector.find(ALICE)) == []
     assert len(file_bytes(path)) == 5
+
+
+def test_a_rewrite_added_meanwhile_is_not_taken_for_ours(
+    store: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers erasing two people from one message: the second finds the
+    first's rewrite in place. It must not remove the message as if that copy
+    (which still names its subject) were its own: it retries instead."""
+    path, keys = store
+    connector = make(path)
+    plan = connector.plan_erasure(ALICE)
+
+    def other_worker_rewrites(point: str, target: str) -> None:
+        if point == "temp-written":
+            Path(target).write_bytes(b"To: alice@example.org\n\nthe other worker's copy\n")
+
+    monkeypatch.setattr(filestore, "crash_point", other_worker_rewrites)
+    with pytest.raises(RetryableError):
+        connector.erase(plan)
+    monkeypatch.undo()
+    connector.erase(connector.plan_erasure(ALICE))
+    assert list(connector.find(ALICE)) == []
+    assert not [n for n, raw in file_bytes(path).items() if b"alice@example.org" in raw.lower()]
