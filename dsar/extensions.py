@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -14,9 +16,11 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from limits.errors import ConfigurationError, StorageError
+from sqlalchemy import event
 from werkzeug.exceptions import ServiceUnavailable
 
 from .config import ConfigError
+from .database import is_unavailable
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,12 +131,75 @@ class RateLimits:
         return guarded
 
 
+class DatabaseOutage:
+    """How the web faces note that the app database is gone: one log line when
+    a request first finds it unreachable (or locked past its timeout), one when
+    a commit shows it is back, none for the requests in between.
+
+    One per app (``app.extensions[KEY]``); the end is seen by any commit of the
+    app's sessions, a worker's included. Lines name exception types only: a
+    database error's text may carry its SQL and parameters.
+    """
+
+    KEY = "dsar.database_outage"
+    #: the ``Retry-After`` of a 503 while the database is gone (seconds)
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._refused = 0
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[self.KEY] = self
+        event.listen(app.extensions["dsar"].sessionmaker, "after_commit", self._committed)
+
+    @classmethod
+    def current(cls) -> DatabaseOutage:
+        outage: DatabaseOutage = current_app.extensions[cls.KEY]
+        return outage
+
+    @staticmethod
+    def covers(exc: BaseException) -> bool:
+        """Is ``exc`` the database being away (not a bug), so worth a 503?"""
+        return is_unavailable(exc)
+
+    def refused(self, exc: BaseException) -> None:
+        """A request was answered 503 because of ``exc``."""
+        with self._lock:
+            self._refused += 1
+            if self._since is None:
+                self._since = time.monotonic()
+                log.warning("app database unavailable (%s); answering 503 with Retry-After "
+                            "until it is back", describe_database_error(exc))
+
+    def _committed(self, _session: Any) -> None:
+        if self._since is None:  # the common case: no lock taken
+            return
+        with self._lock:
+            if self._since is not None:
+                log.warning("app database available again after %.0f s; %d requests were "
+                            "answered 503", time.monotonic() - self._since, self._refused)
+            self._since, self._refused = None, 0
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """``exc`` by type and driver error code only: its message may hold SQL and
+    bound values (identifiers)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return type(exc).__name__
+    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
+    what = f"{type(orig).__module__}.{type(orig).__name__}"
+    return f"{type(exc).__name__}: {what}" + (f" {code}" if code else "")
+
+
 csrf = CSRFProtect()
 rate_limits = RateLimits()
 
 
 def init_extensions(app: Flask) -> None:
-    """Bind CSRF protection and the rate limiter to ``app``.
+    """Bind CSRF protection, the database outage note and the rate limiter to ``app``.
 
     Limits come from settings (``RATE_LIMIT_*``); counters live at
     ``RATELIMIT_STORAGE_URI`` (memory by default, Redis to share them). A
@@ -149,6 +216,7 @@ def init_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)  # fail closed (see config.py)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", False)
     csrf.init_app(app)
+    DatabaseOutage().init_app(app)
     try:  # builds the storage client; connects only on the first limited request
         rate_limits.init_app(app)
     except (ConfigurationError, ValueError) as exc:

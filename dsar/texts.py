@@ -135,6 +135,9 @@ DEFAULTS: dict[str, str] = {
     "error.429.body": "Please wait {seconds} seconds, then try again.",
     "error.500.title": "Sorry, there is a problem on our side",
     "error.500.body": "Please try again later.",
+    "error.unavailable.title": "Please try again shortly",
+    "error.unavailable.body": "Our service is briefly unavailable. Please try again in a few "
+                              "seconds.",
     "error.mail.title": "We could not send the code",
     "error.mail.body": "Our mail service did not accept the email. Nothing was saved: please "
                        "try again later.",
@@ -156,6 +159,8 @@ DEFAULTS: dict[str, str] = {
     "api.rate_limited": "Too many attempts. Wait a while, then try again.",
     "api.mail_unavailable": "We could not send the verification email. Nothing was saved: "
                             "please try again later.",
+    "api.unavailable": "The service is briefly unavailable. Please try again in a few "
+                       "seconds.",
     "api.no_export": "Only an access request has data to download.",
     "api.http_error": "The request failed: {name}.",
     "api.internal": "Something went wrong on our side. Please try again later.",

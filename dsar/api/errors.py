@@ -5,7 +5,9 @@ Every error has the shape ``{"error": {"code": ..., "message": ..., "fields": {.
 for programs; ``message`` is for people and comes from :mod:`dsar.texts`, so
 it follows the company's wording. Unexpected exceptions become a bare 500 and
 are logged by type and code location only: exception messages may carry
-personal data (a database error echoes its parameters).
+personal data (a database error echoes its parameters). The app database
+being away is not a bug: a 503 with ``Retry-After`` and one log line per
+outage (:class:`dsar.extensions.DatabaseOutage`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from ..extensions import keep_own_retry_after
+from ..extensions import DatabaseOutage, keep_own_retry_after
 from ..runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,19 @@ def handle_unexpected(exc: Exception) -> Response:
     return error_response(ApiError(500, "internal_error", text("api.internal")))
 
 
+def handle_database_error(exc: SQLAlchemyError) -> Response:
+    """The app database away (unreachable, restarting, locked past its
+    timeout): 503 with a short Retry-After, noted once per outage. The view's
+    transaction has rolled back. Any other database error is a bug (500)."""
+    outage = DatabaseOutage.current()
+    if not outage.covers(exc):
+        return handle_unexpected(exc)
+    outage.refused(exc)
+    seconds = outage.RETRY_AFTER_SECONDS
+    return error_response(ApiError(503, "temporarily_unavailable", text("api.unavailable"),
+                                   headers={"Retry-After": str(seconds)}, retry_after=seconds))
+
+
 def register(bp: Blueprint) -> None:
     """Answer every error raised while ``bp`` handles a request in JSON.
 
@@ -99,4 +115,5 @@ def register(bp: Blueprint) -> None:
     for status in default_exceptions:
         bp.register_error_handler(status, handle_http_error)
     bp.register_error_handler(HTTPException, handle_http_error)
+    bp.register_error_handler(SQLAlchemyError, handle_database_error)
     bp.register_error_handler(Exception, handle_unexpected)

@@ -1,7 +1,8 @@
 """How the portal answers when something is wrong, and the headers of every answer.
 
 Errors get a friendly page in the requester's words (``error.<code>.*`` in
-``dsar/texts.py``), never a stack trace. Unhandled exceptions are left to
+``dsar/texts.py``), never a stack trace. The app database being away is a
+503 "try again shortly" page. Other unhandled exceptions are left to
 Flask: logged, and propagated when ``TESTING`` is on, so tests see them.
 """
 
@@ -12,9 +13,10 @@ import time
 from flask import Response, request
 from flask.blueprints import BlueprintSetupState
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
 
-from ..extensions import rate_limits
+from ..extensions import DatabaseOutage, rate_limits
 from ..runtime import runtime
 from . import bp
 from .pages import message
@@ -76,6 +78,21 @@ def http_error(exc: HTTPException) -> Response:
 for _code in default_exceptions:
     bp.register_error_handler(_code, http_error)
 bp.register_error_handler(HTTPException, http_error)
+
+
+@bp.errorhandler(SQLAlchemyError)
+def database_error(exc: SQLAlchemyError) -> Response:
+    """The app database away: a plain "try again shortly" page, 503 with a short
+    Retry-After, noted once per outage (the view's transaction rolled back).
+    Any other database error is a bug: left to Flask, like every exception."""
+    outage = DatabaseOutage.current()
+    if not outage.covers(exc):
+        raise exc
+    outage.refused(exc)
+    texts = runtime().texts
+    response = message("error.unavailable.title", texts["error.unavailable.body"], 503)
+    response.headers["Retry-After"] = str(outage.RETRY_AFTER_SECONDS)
+    return response
 
 
 @bp.app_errorhandler(NotFound)
