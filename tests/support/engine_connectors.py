@@ -8,6 +8,7 @@ The store is a dict shared per test, kept in memory.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ from dsar.connector import (
     Record,
     RetryableError,
     Subject,
+    check_stop,
 )
 
 
@@ -48,6 +50,11 @@ class Script:
         self.lock = threading.Lock()
         #: identity expansion: identifier value -> further identifiers it links to
         self.links: dict[str, dict[str, set[str]]] = {}
+        #: erase: seconds spent on each record (a long call), and whether the
+        #: connector ignores the engine's stop token
+        self.erase_pause = 0.0
+        self.ignore_stop = False
+        self.erased_keys: list[str] = []
 
     def seed(self, email: str, count: int, collection: str = "items") -> None:
         self.records[email] = [Record(collection, f"{email}-{i}", "item", {"n": i, "owner": email})
@@ -59,7 +66,7 @@ class ScriptedConnector(Connector):
 
     SCRIPTS: ClassVar[dict[str, Script]] = {}
     config_schema = ScriptedSchema
-    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.STOP})
     identity_kinds = frozenset({"email"})
 
     def __init__(self, name: str, config: Any) -> None:
@@ -102,13 +109,21 @@ class ScriptedConnector(Connector):
         return plan
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
-        self.script.calls.append("erase")
+        script = self.script
+        script.calls.append("erase")
         doomed = {i.key for i in plan.items if i.action is Action.DELETE}
-        spared = set(sorted(doomed)[: self.script.leave_behind])
-        for email, records in self.script.records.items():
-            self.script.records[email] = [r for r in records
-                                          if r.key not in doomed or r.key in spared]
-        return ErasureResult(deleted=len(doomed - spared), kept=len(plan.kept()))
+        spared = set(sorted(doomed)[: script.leave_behind])
+        deleted = 0
+        for key in sorted(doomed - spared):  # one record at a time, like a real store
+            if not script.ignore_stop:
+                check_stop(done=ErasureResult(deleted=deleted))
+            time.sleep(script.erase_pause)
+            for email, records in script.records.items():
+                if any(r.key == key for r in records):
+                    script.records[email] = [r for r in records if r.key != key]
+                    script.erased_keys.append(key)
+                    deleted += 1
+        return ErasureResult(deleted=deleted, kept=len(plan.kept()))
 
 
 class DiscoveringConnector(ScriptedConnector):
