@@ -5,6 +5,7 @@ an app-database outage."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -144,7 +145,7 @@ def test_an_overdue_task_that_ignores_the_stop_fails_anyway(
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_recording_waits_out_an_app_database_outage(
         make_app: Callable[..., Flask], scripts: dict[str, Script],
-        restartable_pg: Any) -> None:
+        restartable_pg: Any, caplog: pytest.LogCaptureFixture) -> None:
     """The app database goes down while the connector runs: the worker
     records its outcome as soon as the database is back, not a lease later,
     and logs one line for the outage, not a traceback per poll."""
@@ -167,6 +168,32 @@ def test_recording_waits_out_an_app_database_outage(
     assert status(rt, request_id) == "completed"
     assert took < 10, f"recorded {took:.1f} s after the database returned"
     assert crm_task(rt, request_id).reclaims == 0
+    assert_quiet_outage(caplog)
+
+
+def assert_quiet_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """A few lines for the outage, no traceback, no error per poll."""
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert 1 <= len(unavailable) <= 4, [r.getMessage() for r in unavailable]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_idle_workers_log_one_line_per_app_database_outage(
+        make_app: Callable[..., Flask], restartable_pg: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    rt = make_app(None, DATABASE_URL=restartable_pg.url).extensions["dsar"]
+    migrate.upgrade(rt.engine)
+    caplog.set_level(logging.INFO)
+    with InProcessExecutor(rt, 2, poll_seconds=0.05) as executor:
+        assert executor.wait_until_idle(5)
+        restartable_pg.stop()
+        time.sleep(3.0)  # about 60 polls at the normal pace
+        restartable_pg.start()
+        time.sleep(1.0)
+        assert executor.wait_until_idle(15)
+    assert_quiet_outage(caplog)
+    assert any("available again" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
