@@ -83,12 +83,12 @@ def test_a_dead_workers_task_is_taken_up_within_seconds(tmp_path: Path) -> None:
     code, out = finish(instance.worker())
     recovery = time.monotonic() - started
     assert code == 0, out
-    assert "waiting for 1 task(s) running under other workers" in out
+    assert "task(s) running under other workers" in out  # one or both of its threads' tasks
     assert recovery < 15, f"recovered in {recovery:.1f} s"
     view = instance.show(request_id)
     assert view["status"] == "completed"
     taken = [t for t in view["tasks"] if t["reclaims"]]
-    assert len(taken) == 1 and taken[0]["attempts"] == 1
+    assert taken and all((t["reclaims"], t["attempts"]) == (1, 1) for t in taken), taken
     shown = instance.dsar("requests", "show", request_id).stdout
     assert "reclaims=1" in shown
     instance.audit_verify()
