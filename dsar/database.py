@@ -9,6 +9,9 @@ whatever the backend returns.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,3 +118,49 @@ def is_unavailable(error: BaseException) -> bool:
 
 #: OperationalErrors that are a missing migration or a bug, not an outage
 _SCHEMA_ERRORS = ("no such table", "no such column", "syntax error")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` by type and driver error code only: its message may hold SQL and
+    bound values (identifiers), so it never goes into a log line."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return type(exc).__name__
+    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
+    what = f"{type(orig).__module__}.{type(orig).__name__}"
+    return f"{type(exc).__name__}: {what}" + (f" {code}" if code else "")
+
+
+class Outage:
+    """Notes that the app database is away: one log line when it is first
+    found unreachable (or locked past its timeout), one when it is back, none
+    for the calls in between, however many threads make them. ``meanwhile``
+    says what the caller does until then (it ends the first line)."""
+
+    def __init__(self, logger: logging.Logger, meanwhile: str) -> None:
+        self._log, self._meanwhile = logger, meanwhile
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self.failures = 0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            if self._since is None:
+                self._since = time.monotonic()
+                self._log.warning("app database unavailable (%s); %s", describe_error(exc),
+                                  self._meanwhile)
+
+    def ended(self) -> None:
+        if self._since is None:  # the common case: no lock taken
+            return
+        with self._lock:
+            if self._since is not None:
+                self._log.warning("app database available again after %.0f s (%d calls "
+                                  "failed meanwhile)", time.monotonic() - self._since,
+                                  self.failures)
+            self._since, self.failures = None, 0

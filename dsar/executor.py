@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from .database import is_unavailable, utcnow
+from .database import Outage, is_unavailable, utcnow
 from .models import Request, Task
 from .runtime import Runtime
 from .workflow import export_step, lease, tasks
@@ -35,36 +35,11 @@ HOUSEKEEPING_SECONDS = 60.0
 MAX_OUTAGE_BACKOFF_SECONDS = 10.0
 
 
-class _Outage:
-    """One log line when the app database becomes unreachable, one when it is
-    back; meanwhile a growing pause between polls (shared by the threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._since: float | None = None
-        self._failures = 0
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._since is None:
-                self._since = time.monotonic()
-                log.warning("app database unavailable (%s); workers back off until it returns",
-                            type(exc).__name__)
-
-    def ended(self) -> None:
-        if self._since is None:
-            return
-        with self._lock:
-            if self._since is not None:
-                log.warning("app database available again after %.0f s",
-                            time.monotonic() - self._since)
-            self._since, self._failures = None, 0
-
-    def pause(self, normal: float) -> float:
-        if self._since is None:
-            return normal
-        return min(normal * 2 ** min(self._failures, 10), MAX_OUTAGE_BACKOFF_SECONDS)
+def _outage_pause(outage: Outage, normal: float) -> float:
+    """The pause between two polls: growing while the app database is away."""
+    if not outage.ongoing:
+        return normal
+    return min(normal * 2 ** min(outage.failures, 10), MAX_OUTAGE_BACKOFF_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -97,7 +72,7 @@ class InProcessExecutor:
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._busy_lock = threading.Lock()
-        self._outage = _Outage()
+        self._outage = Outage(log, "workers back off until it returns")
         if not event.contains(rt.sessionmaker, "after_flush", _note_runnable_tasks):
             event.listen(rt.sessionmaker, "after_flush", _note_runnable_tasks)
         event.listen(rt.sessionmaker, "after_commit", self._on_commit)
@@ -139,7 +114,7 @@ class InProcessExecutor:
                 self.housekeeping()
                 next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
             if not self.run_one(owner):
-                self._wake.wait(self._outage.pause(self.poll_seconds))
+                self._wake.wait(_outage_pause(self._outage, self.poll_seconds))
                 self._wake.clear()
 
     def housekeeping(self) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -20,7 +18,7 @@ from sqlalchemy import event
 from werkzeug.exceptions import ServiceUnavailable
 
 from .config import ConfigError
-from .database import is_unavailable
+from .database import Outage, is_unavailable
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -132,13 +130,11 @@ class RateLimits:
 
 
 class DatabaseOutage:
-    """How the web faces note that the app database is gone: one log line when
-    a request first finds it unreachable (or locked past its timeout), one when
-    a commit shows it is back, none for the requests in between.
+    """How the web faces note that the app database is gone (a
+    :class:`dsar.database.Outage`: one line when first seen, one when back).
 
     One per app (``app.extensions[KEY]``); the end is seen by any commit of the
-    app's sessions, a worker's included. Lines name exception types only: a
-    database error's text may carry its SQL and parameters.
+    app's sessions, a worker's included.
     """
 
     KEY = "dsar.database_outage"
@@ -146,9 +142,7 @@ class DatabaseOutage:
     RETRY_AFTER_SECONDS = 5
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._since: float | None = None
-        self._refused = 0
+        self._note = Outage(log, "answering 503 with Retry-After until it is back")
 
     def init_app(self, app: Flask) -> None:
         app.extensions[self.KEY] = self
@@ -166,32 +160,10 @@ class DatabaseOutage:
 
     def refused(self, exc: BaseException) -> None:
         """A request was answered 503 because of ``exc``."""
-        with self._lock:
-            self._refused += 1
-            if self._since is None:
-                self._since = time.monotonic()
-                log.warning("app database unavailable (%s); answering 503 with Retry-After "
-                            "until it is back", describe_database_error(exc))
+        self._note.failed(exc)
 
     def _committed(self, _session: Any) -> None:
-        if self._since is None:  # the common case: no lock taken
-            return
-        with self._lock:
-            if self._since is not None:
-                log.warning("app database available again after %.0f s; %d requests were "
-                            "answered 503", time.monotonic() - self._since, self._refused)
-            self._since, self._refused = None, 0
-
-
-def describe_database_error(exc: BaseException) -> str:
-    """``exc`` by type and driver error code only: its message may hold SQL and
-    bound values (identifiers)."""
-    orig = getattr(exc, "orig", None)
-    if orig is None:
-        return type(exc).__name__
-    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
-    what = f"{type(orig).__module__}.{type(orig).__name__}"
-    return f"{type(exc).__name__}: {what}" + (f" {code}" if code else "")
+        self._note.ended()
 
 
 csrf = CSRFProtect()
