@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import maildir_erase
+from bench import export_large, maildir_erase
 from dsar import create_app, migrate
 from dsar.demo import seed
 from dsar.executor import InProcessExecutor
@@ -97,6 +97,7 @@ def main() -> None:
               "access": access, "erasure": erasure,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     report["maildir_erase"] = maildir_erase.run()
+    report["export_large"] = export_large.run()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"engine-{report['date'][:10]}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
