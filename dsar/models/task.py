@@ -44,7 +44,7 @@ class Task(Base):
     result: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     #: when the current run of retryable failures began (the store has been down since)
-    retrying_since: Mapped[datetime | None]
+    retrying_since: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

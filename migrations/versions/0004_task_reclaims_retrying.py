@@ -25,9 +25,11 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("retrying_since", dsar.database.UTCDateTime(timezone=True), nullable=True)
         )
+        batch_op.create_index("ix_tasks_retrying_since", ["retrying_since"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index("ix_tasks_retrying_since")
         batch_op.drop_column("retrying_since")
         batch_op.drop_column("reclaims")
