@@ -50,6 +50,16 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+#: values of EXPORT_COMPRESSION: zip members stored as they are, or deflated at a zlib level
+EXPORT_COMPRESSIONS = ("stored", *(f"deflate-{level}" for level in range(1, 10)))
+
+
+def _compression(raw: str) -> str:
+    if raw not in EXPORT_COMPRESSIONS:
+        raise ValueError("expected stored or deflate-1 ... deflate-9")
+    return raw
+
+
 def _env(raw: str) -> str:
     if raw not in {"development", "production"}:
         raise ValueError("expected development or production")
@@ -117,6 +127,11 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_float),
     Setting("UNVERIFIED_EXPIRY_DAYS", 7, "A request never verified expires after this many "
             "days.", _positive_int),
+    Setting("EXPORT_COMPRESSION", "deflate-1", "How the export zip's members are compressed: "
+            "deflate-1 (fastest) ... deflate-9 (smallest), or stored (none). The default is chosen by "
+            "measurement (bench/export_large.py): far faster than zlib's usual level 6 for a "
+            "zip about a tenth larger.",
+            _compression),
     Setting("EXPORT_LINK_DAYS", 7, "Days a download link stays valid.", _positive_int),
     Setting("EXPORT_MAX_DOWNLOADS", 3, "Downloads allowed per export.", _positive_int),
     Setting("RATELIMIT_STORAGE_URI", "memory://", "Where rate-limit counters live: memory:// "
