@@ -127,10 +127,10 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_float),
     Setting("UNVERIFIED_EXPIRY_DAYS", 7, "A request never verified expires after this many "
             "days.", _positive_int),
-    Setting("EXPORT_COMPRESSION", "deflate-1", "How the export zip's members are compressed: "
-            "deflate-1 (fastest) ... deflate-9 (smallest), or stored (none). The default is chosen by "
-            "measurement (bench/export_large.py): far faster than zlib's usual level 6 for a "
-            "zip about a tenth larger.",
+    Setting("EXPORT_COMPRESSION", "deflate-1", "How the export zip's members are "
+            "compressed: deflate-1 (fastest) ... deflate-9 (smallest), or stored (none). The "
+            "default is chosen by measurement (bench/export_large.py): far faster than zlib's "
+            "usual level 6 for a zip about a tenth larger.",
             _compression),
     Setting("EXPORT_LINK_DAYS", 7, "Days a download link stays valid.", _positive_int),
     Setting("EXPORT_MAX_DOWNLOADS", 3, "Downloads allowed per export.", _positive_int),
