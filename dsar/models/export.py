@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import Base, utcnow
@@ -16,7 +16,8 @@ class ExportBundle(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"),
                                             primary_key=True)
     filename: Mapped[str] = mapped_column(String(200))
-    size: Mapped[int]
+    #: bytes of the zip: bundles pass 2 GiB (a 32-bit integer's limit)
+    size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
