@@ -25,7 +25,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_PROGRESS_BAR := off
 
 .DEFAULT_GOAL := test
-.PHONY: venv test-deps lint types pytest test run bench clean
+.PHONY: venv test-deps lint types pytest test run bench bench-deps bench-compare clean
 
 venv: $(STAMP)
 
@@ -68,8 +68,30 @@ run: $(STAMP)
 	$(BIN)/dsar demo
 	$(BIN)/dsar run
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# Benchmarks (README, Performance). Options by variable or DSAR_BENCH_* env, e.g.
+#   make bench BENCH_ARGS='--large 1000000'      # also at 1M customers, and the 1M/10k ratio
+#   make bench-compare                           # the leader (../shared/fides-bench) alternated
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
+
+bench-deps: $(BENCH_STAMP)
+
+# The bench extra (py-spy, requests and psutil for the leader's driver): not in [test].
+$(BENCH_STAMP): $(STAMP)
+	@echo "==> venv: dsar-toolkit[bench]"
+	@$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+# PostgreSQL answering (DSAR_BENCH_PG or 127.0.0.1:5432) or its binaries for a throwaway
+# one; the leader also needs redis-server.
+bench: $(BENCH_STAMP)
+	@DSAR_TEST_PG="$${DSAR_BENCH_PG:-}" scripts/ensure-test-deps.sh postgresql
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-compare: $(BENCH_STAMP)
+	@DSAR_TEST_PG="$${DSAR_BENCH_PG:-}" scripts/ensure-test-deps.sh postgresql
+	@DSAR_TEST_REDIS=start scripts/ensure-test-deps.sh redis
+	$(BIN)/python -m bench --compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,108 +1,235 @@
-"""Per-request speed and memory of the engine on the demo stores.
+"""``make bench`` (``python -m bench``) and ``make bench-compare`` (``--compare``).
 
-Seeds the three demo stores (SQLite CRM, Maildir, Slack export) with
-``--customers`` people, then runs access requests and approved erasures
-through the in-process executor on the embedded SQLite database, and reports
-the time per request from receipt to its final state (one request at a time),
-throughput with many at once, and peak memory; then the per-message cost of
-a Maildir erasure at 2,000 and 20,000 messages (``bench/maildir_erase.py``).
-Results go to ``bench/results/engine-<date>.json`` and are printed.
+Builds the shop workload in PostgreSQL (``bench/shop.py``), starts real
+``dsar run`` servers on it (``bench/server.py``), drives requests through the
+JSON API (``bench/drive.py``) and reads each one's time, verified →
+completed, from the server's own rows. Reports median and p95 of access and
+erasure on the shop (sql only) and on the demo stores (sql + maildir +
+slack), on a SQLite and a PostgreSQL app database; the 1M/10k ratio with
+``--large``; the throughput of queued access requests; then the sections
+that need no server (export of a 200,000-message subject, Maildir erasure,
+the engine in-process). ``--compare`` runs only the shop, each dsar request
+followed by one of the leader's (``bench/compare.py``), and prints the ratios.
+
+Every option also reads an environment variable (README, Performance).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import functools
 import os
-import platform
-import resource
-import statistics
 import tempfile
-import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import export_large, maildir_erase
-from dsar import create_app, migrate
-from dsar.demo import seed
-from dsar.executor import InProcessExecutor
-from dsar.runtime import Runtime
-from dsar.workflow import requests as flow
+from bench import profile as sampler
+from bench import report, runs, shop
+from bench.server import Pg, postgres
 
-RESULTS = Path(__file__).parent / "results"
+LABELS = {10_000: "10k", 100_000: "100k", 1_000_000: "1m"}
+SECTIONS = ("shop", "demo", "queued", "export", "maildir", "inprocess")
 
 
-def _request(rt: Runtime, kind: str, email: str) -> str:
-    with rt.transaction() as session:
-        request = flow.submit(session, rt, kind, {"email": [email]}, actor="bench")
-        flow.mark_verified(session, rt, request, actor="bench", method="bench")
-        if request.status == "awaiting_review":
-            flow.approve(session, rt, request, actor="bench")
-        return request.id
+def label(customers: int) -> str:
+    return LABELS.get(customers, f"{customers}")
 
 
-def _run(rt: Runtime, kind: str, emails: list[str], workers: int) -> dict[str, Any]:
-    """Each request alone (latency), then all at once (throughput)."""
-    latencies = []
-    with InProcessExecutor(rt, workers, poll_seconds=0.01) as executor:
-        for email in emails[: len(emails) // 2]:
-            request_id = _request(rt, kind, email)
-            executor.wait_until_idle(120)
-            latencies.append(_assert_done(rt, request_id))
-        batch = emails[len(emails) // 2:]
-        started = time.perf_counter()
-        ids = [_request(rt, kind, email) for email in batch]
-        executor.wait_until_idle(600)
-        elapsed = time.perf_counter() - started
-    for request_id in ids:
-        _assert_done(rt, request_id)
-    return {"requests": len(emails),
-            "latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
-            "latency_ms_max": round(max(latencies) * 1000, 1),
-            "batch_requests_per_s": round(len(batch) / elapsed, 2)}
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"DSAR_BENCH_{name}") or default
 
 
-def _assert_done(rt: Runtime, request_id: str) -> float:
-    """Seconds from receipt to the final state, as the database recorded them
-    (the benchmark's own polling is not counted)."""
-    with rt.transaction() as session:
-        request = flow.get(session, request_id)
-    if request.status != "completed" or request.closed_at is None:
-        raise SystemExit(f"bench: request ended {request.status}, not completed")
-    return (request.closed_at - request.received_at).total_seconds()
+def arguments() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--customers", type=int, default=int(_env("CUSTOMERS", "10000")),
+                   help="shop size (DSAR_BENCH_CUSTOMERS, 10000)")
+    p.add_argument("--large", type=int, default=int(_env("LARGE", "0")),
+                   help="also measure at this size, e.g. 1000000, and report large/small "
+                        "(DSAR_BENCH_LARGE, off)")
+    p.add_argument("--requests", type=int, default=int(_env("REQUESTS", "30")),
+                   help="timed requests per kind and app database (DSAR_BENCH_REQUESTS, 30)")
+    p.add_argument("--queued", default=_env("QUEUED", "200,1000"),
+                   help="queue sizes for throughput (DSAR_BENCH_QUEUED, 200,1000)")
+    p.add_argument("--app-db", default=_env("APP_DB", "sqlite,postgresql"),
+                   help="app databases (DSAR_BENCH_APP_DB, sqlite,postgresql)")
+    p.add_argument("--skip", default=_env("SKIP", ""),
+                   help=f"sections to skip, comma-separated: {', '.join(SECTIONS)}")
+    p.add_argument("--gen-seconds", type=float, default=float(_env("GEN_SECONDS", "900")),
+                   help="give up generating a shop after this long (DSAR_BENCH_GEN_SECONDS)")
+    p.add_argument("--compare", action="store_true",
+                   help="the leader, alternated with dsar on the shop (make bench-compare)")
+    p.add_argument("--compare-requests", type=int, default=int(_env("COMPARE_REQUESTS", "15")),
+                   help="requests per kind for each tool when comparing "
+                        "(DSAR_BENCH_COMPARE_REQUESTS, 15)")
+    p.add_argument("--profile", default=_env("PROFILE", ""),
+                   help="sample dsar run with py-spy during the shop runs; raw stacks to "
+                        "this folder, a summary in the report (DSAR_BENCH_PROFILE, off)")
+    return p.parse_args()
+
+
+@contextlib.contextmanager
+def shops(pg: Pg, sizes: list[int], gen_seconds: float) -> Iterator[dict[int, str]]:
+    """Each size's shop database, generated now, dropped at the end."""
+    made: dict[int, str] = {}
+    try:
+        for size in sizes:
+            db = f"dsar_bench_shop_{label(size)}"
+            print(f"generating the shop: {size:,} customers ({db})", flush=True)
+            shop.create(pg.dsn, db, size, max_seconds=gen_seconds)
+            made[size] = db
+        yield made
+    finally:
+        for db in made.values():
+            shop._drop(pg.dsn, db)  # noqa: SLF001 - the generator's own cleanup
+
+
+def shop_latency(pg: Pg, root: Path, db: str, size: int, app_dbs: list[str],
+                 requests: int, profile: str) -> dict[str, Any]:
+    connectors = root / f"shop-{db}.toml"
+    connectors.write_text(shop.connector_toml(pg.url(db)))
+    subjects = runs.Subjects(size, shop.email, seed=size)
+    out: dict[str, Any] = {}
+    for app_db in app_dbs:
+        name = f"shop-{label(size)}-{app_db}"
+        with runs.app_database(pg, app_db, root, f"shop_{label(size)}") as url, \
+             runs.serving(root / name, url, connectors) as (server, client):
+            runs.warm_up(client, subjects)
+            with sampler.sampling(server, profile and Path(profile) / f"{name}.txt") as top:
+                out[app_db] = runs.latency(client, subjects, requests)
+            if top:
+                out[app_db]["profile"] = top
+        print(f"  shop {label(size)} {app_db}: {_brief(out[app_db])}", flush=True)
+    return out
+
+
+def _nth(emails: list[str], i: int) -> str:
+    return emails[i - 1]
+
+
+def demo_latency(pg: Pg, root: Path, app_dbs: list[str], requests: int) -> dict[str, Any]:
+    from dsar.demo import seed
+
+    out: dict[str, Any] = {}
+    for app_db in app_dbs:
+        info = seed(root / f"demo-{app_db}" / "stores", customers=2 * requests + 8)
+        subjects = runs.Subjects(len(info.emails), functools.partial(_nth, info.emails), seed=3)
+        with runs.app_database(pg, app_db, root, "demo") as url, \
+             runs.serving(root / f"demo-{app_db}", url, info.connector_file) as (_s, client):
+            runs.warm_up(client, subjects)
+            out[app_db] = runs.latency(client, subjects, requests)
+        print(f"  demo {app_db}: {_brief(out[app_db])}", flush=True)
+    return out
+
+
+def queued(pg: Pg, root: Path, db: str, size: int, app_dbs: list[str],
+           counts: list[int]) -> dict[str, Any]:
+    connectors = root / f"queued-{db}.toml"
+    connectors.write_text(shop.connector_toml(pg.url(db)))
+    out: dict[str, Any] = {}
+    for app_db in app_dbs:
+        subjects = runs.Subjects(size, shop.email, seed=size + 1)
+        out[app_db] = {}
+        for count in counts:
+            with runs.app_database(pg, app_db, root, f"queued_{count}") as url:
+                q = runs.queued(root / f"queued-{app_db}", url, connectors, subjects, count)
+            out[app_db][str(count)] = q
+            print(f"  queued {count} {app_db}: {q['requests_per_s']} /s", flush=True)
+    return out
+
+
+def _brief(kinds: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {kinds[k]['median_ms']} ms (p95 {kinds[k]['p95_ms']})"
+                     for k in ("access", "erasure"))
+
+
+def compare(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
+            requests: int) -> dict[str, Any]:
+    from bench import compare as leader_kit
+
+    leader_kit.kit()  # exits non-zero with a message when the kit is missing
+    out: dict[str, Any] = {}
+    with leader_kit.leader(pg) as (module, api, pid):
+        for size, db in dbs.items():
+            connectors = root / f"compare-{db}.toml"
+            connectors.write_text(shop.connector_toml(pg.url(db)))
+            subjects = runs.Subjects(size, shop.email, seed=size + 2)
+            out[label(size)] = {}
+            for app_db in app_dbs:
+                turns = leader_kit.Turns(module, api, pid, db, subjects)
+                turns.warm_up()
+                with runs.app_database(pg, app_db, root, f"cmp_{label(size)}") as url, \
+                     runs.serving(root / f"cmp-{label(size)}-{app_db}", url,
+                                  connectors) as (_s, client):
+                    runs.warm_up(client, subjects)
+                    ours = runs.latency(client, subjects, requests, between=turns)
+                theirs = turns.summary()
+                ratio = {k: round(theirs[k]["median_ms"] / ours[k]["median_ms"], 1)
+                         for k in ("access", "erasure")}
+                out[label(size)][app_db] = {"dsar": ours, "leader": theirs, "ratio": ratio}
+                print(f"  {label(size)} {app_db}: dsar {_brief(ours)}; leader "
+                      f"{_brief(theirs)}; ratio {ratio}", flush=True)
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=40, help="per kind")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="dsar-bench-") as tmp:
-        info = seed(Path(tmp) / "instance", customers=args.customers)
-        app = create_app({"SECRET_KEY": "bench-" + "x" * 40, "CONNECTORS": str(info.connector_file),
-                          "DATABASE_URL": f"sqlite:///{tmp}/dsar.db",
-                          "EXPORT_DIR": f"{tmp}/exports", "OUTBOX_DIR": f"{tmp}/outbox"})
-        rt: Runtime = app.extensions["dsar"]
-        migrate.upgrade(rt.engine)
-        emails = info.emails[: args.requests * 2]
-        access = _run(rt, "access", emails[: args.requests], args.workers)
-        erasure = _run(rt, "erasure", emails[args.requests:], args.workers)
-        rt.close()
-    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
-              "database": "sqlite (embedded)", "stores": "demo: sql + maildir + slack_export",
-              "customers": args.customers, "workers": args.workers,
-              "access": access, "erasure": erasure,
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    report["maildir_erase"] = maildir_erase.run()
-    report["export_large"] = export_large.run()
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"engine-{report['date'][:10]}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"written to {out}")
+    args = arguments()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    app_dbs = [d.strip() for d in args.app_db.split(",") if d.strip()]
+    sizes = [args.customers] + ([args.large] if args.large else [])
+    sections: dict[str, Any] = {}
+    with postgres() as pg, tempfile.TemporaryDirectory(prefix="dsar-bench-") as tmp, \
+         shops(pg, sizes, args.gen_seconds) as dbs:
+        root = Path(tmp)
+        if args.compare:
+            sections["compare"] = compare(pg, root, dbs, app_dbs, args.compare_requests)
+        else:
+            sections.update(_engine(pg, root, dbs, app_dbs, args, skip))
+    _offline(sections, skip if not args.compare else set(SECTIONS))
+    print(report.table(sections))
+    print(f"written to {report.save(sections)}")
+
+
+def _engine(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
+            args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"workload": {"customers": list(dbs), "requests_per_kind":
+                                        args.requests, "postgresql": f"{pg.host}:{pg.port}"}}
+    if "shop" not in skip:
+        out["shop"] = {label(size): shop_latency(pg, root, db, size, app_dbs, args.requests,
+                                                 args.profile) for size, db in dbs.items()}
+        if args.large:
+            out["scale"] = {"sizes": [label(s) for s in dbs], "ratios": report.scale_ratios(
+                out["shop"], label(args.customers), label(args.large))}
+    if "demo" not in skip:
+        out["demo"] = demo_latency(pg, root, app_dbs, args.requests)
+    if "queued" not in skip:
+        counts = [int(c) for c in args.queued.split(",") if c.strip()]
+        out["queued"] = queued(pg, root, dbs[args.customers], args.customers, app_dbs, counts)
+    return out
+
+
+def _offline(sections: dict[str, Any], skip: set[str]) -> None:
+    """The sections that need no server."""
+    if "export" not in skip:
+        try:
+            from bench import export_large
+        except ImportError:  # a checkout without it
+            export_large = None  # type: ignore[assignment]
+        if export_large is not None:
+            print("export_large ...", flush=True)
+            sections["export_large"] = export_large.run()
+    if "maildir" not in skip:
+        from bench import maildir_erase
+
+        print("maildir_erase ...", flush=True)
+        sections["maildir_erase"] = maildir_erase.run()
+    if "inprocess" not in skip:
+        from bench import inprocess
+
+        print("demo_inprocess ...", flush=True)
+        sections["demo_inprocess"] = inprocess.run()
 
 
 if __name__ == "__main__":

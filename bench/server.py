@@ -199,11 +199,14 @@ class DsarServer:
 
     def migrate(self) -> None:
         self.instance.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*dsar_command(), "db", "upgrade"], env=self.env, check=True,  # noqa: S603
-                       capture_output=True)
+        done = subprocess.run([*dsar_command(), "db", "upgrade"], env=self.env,  # noqa: S603
+                              capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"bench: dsar db upgrade failed:\n{done.stderr[-3000:]}")
 
     def start(self, prefix: list[str] | None = None) -> DsarServer:
         """Start it (``prefix``: e.g. a profiler's command line) and wait for HTTP."""
+        self.instance.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - the venv's dsar
                 [*(prefix or []), *dsar_command(), "run", "--port", str(self.port)],

@@ -1,0 +1,91 @@
+"""The benchmark's results: targets, the printed table, the JSON file.
+
+Each run updates ``bench/results/engine-<date>.json``: the sections it ran
+replace theirs, the others (an earlier ``make bench`` or ``make
+bench-compare`` of the same day) are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+# issue 9: ten times the leader, flat from 10k to 1M, 40 queued requests a second
+TARGET_RATIO, TARGET_SCALE, TARGET_QUEUED = 10.0, 1.3, 40.0
+
+
+def machine() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}"
+
+
+def save(sections: dict[str, Any]) -> Path:
+    """Merge ``sections`` into today's file; its path."""
+    RESULTS.mkdir(exist_ok=True)
+    now = datetime.now(UTC)
+    out = RESULTS / f"engine-{now.date().isoformat()}.json"
+    report: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if "shop" not in report and "access" in report:  # the old layout: keep its figures
+        old = {k: report.pop(k) for k in ("database", "stores", "customers", "workers",
+                                          "access", "erasure", "peak_rss_mb") if k in report}
+        report.setdefault("demo_inprocess", old)
+    report.update(sections, date=now.isoformat(timespec="seconds"), machine=machine())
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return out
+
+
+def scale_ratios(shop: dict[str, Any], small: str, large: str) -> dict[str, Any]:
+    """Median at the large size over the small one, per app database and kind."""
+    out: dict[str, Any] = {}
+    for app_db, kinds in shop.get(large, {}).items():
+        base = shop.get(small, {}).get(app_db)
+        if base:
+            out[app_db] = {k: round(kinds[k]["median_ms"] / base[k]["median_ms"], 2)
+                           for k in ("access", "erasure")}
+    return out
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def table(sections: dict[str, Any]) -> str:
+    """The printed summary: latencies, ratios, throughput, each against its target."""
+    lines = [f"{'workload':<26}{'app db':<12}{'kind':<9}{'median ms':>10}{'p95 ms':>9}"]
+    for size, by_db in sections.get("shop", {}).items():
+        for app_db, kinds in by_db.items():
+            for kind in ("access", "erasure"):
+                k = kinds[kind]
+                lines.append(f"{'shop ' + size + ' (sql only)':<26}{app_db:<12}{kind:<9}"
+                             f"{k['median_ms']:>10}{k['p95_ms']:>9}")
+    for app_db, kinds in sections.get("demo", {}).items():
+        for kind in ("access", "erasure"):
+            k = kinds[kind]
+            lines.append(f"{'demo (sql+maildir+slack)':<26}{app_db:<12}{kind:<9}"
+                         f"{k['median_ms']:>10}{k['p95_ms']:>9}")
+    for app_db, ratios in sections.get("scale", {}).get("ratios", {}).items():
+        for kind, ratio in ratios.items():
+            lines.append(f"1M/10k {app_db} {kind}: {ratio} (target <= {TARGET_SCALE}: "
+                         f"{_verdict(ratio <= TARGET_SCALE)})")
+    for app_db, sizes in sections.get("queued", {}).items():
+        for count, q in sizes.items():
+            ok = count != "200" or (q["requests_per_s"] or 0) >= TARGET_QUEUED
+            lines.append(f"queued {count} access, {app_db}: {q['requests_per_s']} /s "
+                         f"({q['seconds']} s){'' if count != '200' else ' (target >= 40: '}"
+                         f"{'' if count != '200' else _verdict(ok) + ')'}")
+    for size, by_db in sections.get("compare", {}).items():
+        for app_db, c in by_db.items():
+            for kind in ("access", "erasure"):
+                d, f, r = c["dsar"][kind], c["leader"][kind], c["ratio"][kind]
+                lines.append(f"vs leader {size} {app_db} {kind}: dsar {d['median_ms']} ms "
+                             f"(p95 {d['p95_ms']}), leader {f['median_ms']} ms (p95 "
+                             f"{f['p95_ms']}): x{r} (target >= {TARGET_RATIO:.0f}: "
+                             f"{_verdict(r >= TARGET_RATIO)})")
+    export = sections.get("export_large")
+    if export:
+        lines.append("export_large: " + json.dumps(export)[:300])
+    return "\n".join(lines)
