@@ -81,7 +81,7 @@ def job_for(session: Session, rt: Runtime, request: Request) -> BundleJob:
 def build(rt: Runtime, job: BundleJob) -> Outcome:
     """Write the zip and check it; the outcome names the file for the release."""
     built = bundle.build(Path(rt.settings["EXPORT_DIR"]), job.request, job.parts,
-                         job.identifiers)
+                         job.identifiers, rt.settings["EXPORT_COMPRESSION"])
     faults.point("bundle.written")
     mismatched = sorted(n for n, count in job.expected.items() if built.counts.get(n) != count)
     if mismatched:
