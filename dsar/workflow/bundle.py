@@ -58,6 +58,10 @@ _QUEUED_CHUNKS = 4
 #: json.dumps(value, ensure_ascii=False, sort_keys=True), without making an encoder a call
 _as_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
+#: a part's line, keys sorted or not (values JSON cannot hold become strings)
+_PART_LINE = {sort: json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=sort).encode
+              for sort in (True, False)}
+
 #: a zip compression method and its zlib level
 Compression = tuple[int, int | None]
 #: the values of the EXPORT_COMPRESSION setting
@@ -124,9 +128,8 @@ class PartWriter:
         # JSON sorts keys as strings: keys of other types are written unsorted and
         # that collection's lines are written again by the build
         canonical = _str_keys(fields)
-        line = json.dumps({"collection": record.collection, "key": record.key,
-                           "category": record.category, "fields": fields},
-                          ensure_ascii=False, default=str, sort_keys=canonical)
+        line = _PART_LINE[canonical]({"collection": record.collection, "key": record.key,
+                                      "category": record.category, "fields": fields})
         self._handle(record.collection).write(line + "\n")
         self._note(record.collection, fields if canonical else json.loads(line)["fields"],
                    canonical)
