@@ -158,20 +158,34 @@ def compare(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
             subjects = runs.Subjects(size, shop.email, seed=size + 2)
             out[label(size)] = {}
             for app_db in app_dbs:
-                turns = leader_kit.Turns(module, api, pid, db, subjects)
-                turns.warm_up()
-                with runs.app_database(pg, app_db, root, f"cmp_{label(size)}") as url, \
-                     runs.serving(root / f"cmp-{label(size)}-{app_db}", url,
-                                  connectors) as (_s, client):
-                    runs.warm_up(client, subjects)
-                    ours = runs.latency(client, subjects, requests, between=turns)
-                theirs = turns.summary()
-                ratio = {k: round(theirs[k]["median_ms"] / ours[k]["median_ms"], 1)
-                         for k in ("access", "erasure")}
-                out[label(size)][app_db] = {"dsar": ours, "leader": theirs, "ratio": ratio}
-                print(f"  {label(size)} {app_db}: dsar {_brief(ours)}; leader "
-                      f"{_brief(theirs)}; ratio {ratio}", flush=True)
+                try:
+                    out[label(size)][app_db] = _compare_one(
+                        pg, root, module, api, pid, (size, db), app_db, connectors, subjects,
+                        requests)
+                except SystemExit as exc:  # keep the other sizes' results
+                    out[label(size)][app_db] = {"error": str(exc)}
+                    print(f"  {label(size)} {app_db}: {exc}", flush=True)
     return out
+
+
+def _compare_one(pg: Pg, root: Path, module: Any, api: Any, pid: int, shop_db: tuple[int, str],
+                 app_db: str, connectors: Path, subjects: runs.Subjects,
+                 requests: int) -> dict[str, Any]:
+    from bench import compare as leader_kit
+
+    size, db = shop_db
+    turns = leader_kit.Turns(module, api, pid, db, subjects)
+    turns.warm_up()
+    with runs.app_database(pg, app_db, root, f"cmp_{label(size)}") as url, \
+         runs.serving(root / f"cmp-{label(size)}-{app_db}", url, connectors) as (_s, client):
+        runs.warm_up(client, subjects)
+        ours = runs.latency(client, subjects, requests, between=turns)
+    theirs = turns.summary()
+    ratio = {k: round(theirs[k]["median_ms"] / ours[k]["median_ms"], 1)
+             for k in ("access", "erasure")}
+    print(f"  {label(size)} {app_db}: dsar {_brief(ours)}; leader {_brief(theirs)}; "
+          f"ratio {ratio}", flush=True)
+    return {"dsar": ours, "leader": theirs, "ratio": ratio}
 
 
 def main() -> None:

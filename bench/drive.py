@@ -95,8 +95,15 @@ class Client:
         rid, token = self.submit_verified(kind, address)
         status = self.wait(rid, token)
         if status != "completed":
-            raise SystemExit(f"bench: a {kind} request ended {status}")
+            raise SystemExit(f"bench: a {kind} request ended {status}: {self.errors(rid)}")
         return self.latencies([rid])[rid]
+
+    def errors(self, rid: str) -> list[tuple[str, str, str]]:
+        """(connector, step, last error) of a request's failed tasks."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT connector, step, last_error FROM tasks WHERE request_id = :r "
+                "AND status <> 'succeeded'"), {"r": rid})]  # type: ignore[misc]
 
     def rows(self, ids: Iterable[str]) -> dict[str, tuple[str, datetime, datetime | None]]:
         """status, verified_at, closed_at by request id, from the app database."""

@@ -79,6 +79,9 @@ def table(sections: dict[str, Any]) -> str:
                          f"{'' if count != '200' else _verdict(ok) + ')'}")
     for size, by_db in sections.get("compare", {}).items():
         for app_db, c in by_db.items():
+            if "error" in c:
+                lines.append(f"vs leader {size} {app_db}: failed: {c['error']}")
+                continue
             for kind in ("access", "erasure"):
                 d, f, r = c["dsar"][kind], c["leader"][kind], c["ratio"][kind]
                 lines.append(f"vs leader {size} {app_db} {kind}: dsar {d['median_ms']} ms "
