@@ -89,6 +89,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_URL", None, "smtp://user:password@host:port (smtps:// for TLS). "
             "Unset in development: mails are written as .eml files to instance/outbox."),
     Setting("MAIL_FROM", "privacy@localhost", "Sender address of notices and codes."),
+    Setting("MAIL_RETRY_WINDOW_HOURS", 24.0, "How long the workers keep retrying a mail the "
+            "SMTP server does not take (down, refusing for now) before it is marked failed "
+            "and logged. Mail waits in the outbox table meanwhile; requests go on.",
+            _positive_float),
     Setting("EXPORT_DIR", None, "Folder for export bundles. Default: instance/exports."),
     Setting("ERASURE_REVIEW", True, "Erasure requests wait for an officer's approval.",
             _bool),
