@@ -58,6 +58,7 @@ TRICKY = [
     Record("#général", "1.0", "message", {"text": "hé \"quoted\", comma\nnew line\r\n",
                                           "z": "\u2028", "n": -0.0, "big": 10**30}),
     Record("customers", "3", "profile", {"phone": "+47", "email": None}),
+    Record("orders", 11, "order", {"total": 3}),  # not the contract's str: written as before
 ]
 
 

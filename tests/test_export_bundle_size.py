@@ -1,5 +1,6 @@
 """The released bundle on the app database (SQLite and PostgreSQL): sizes past
-2 GiB, and the bundle step building with the configured compression."""
+2 GiB, and the bundle step building with the configured compression (a
+setting checked at start)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from sqlalchemy import text
 
 from dsar import migrate
+from dsar.config import ConfigError, load_settings
 from dsar.database import make_engine
 from dsar.models import ExportBundle
 from tests.support.engine_connectors import Script
@@ -61,3 +64,13 @@ def test_the_upgrade_keeps_released_bundles(database_url: str) -> None:
         assert tuple(row) == ("a.zip", 2**31 + 1, 1)
     finally:
         engine.dispose()
+
+
+def test_the_compression_setting_is_checked_at_start(tmp_path: Path) -> None:
+    environ = {"DSAR_SECRET_KEY": "s" * 40}
+    assert load_settings(environ, None, str(tmp_path))["EXPORT_COMPRESSION"] == "deflate-1"
+    for value in ("stored", "deflate-9"):
+        chosen = load_settings({**environ, "DSAR_EXPORT_COMPRESSION": value}, None, str(tmp_path))
+        assert chosen["EXPORT_COMPRESSION"] == value
+    with pytest.raises(ConfigError, match="DSAR_EXPORT_COMPRESSION"):
+        load_settings({**environ, "DSAR_EXPORT_COMPRESSION": "deflate-0"}, None, str(tmp_path))
