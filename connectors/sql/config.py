@@ -26,7 +26,7 @@ from marshmallow import (
     validates_schema,
 )
 
-__all__ = ["KINDS", "MIN_HASH_KEY", "SqlConfigSchema", "TableSchema"]
+__all__ = ["KINDS", "MIN_HASH_KEY", "SqlConfigSchema", "TableSchema", "identity_column"]
 
 #: identifier kinds every instance may use; any other lower-case name is accepted too
 KINDS = frozenset({"email", "phone", "customer_id"})
@@ -50,6 +50,27 @@ class StrategyField(fields.Field):
         raise ValidationError(
             'expected "null", "hash", { fixed = "text" } or { keep = "hold-name" }'
         )
+
+
+class IdentityField(fields.Field):
+    """One identity column: ``"column"`` or ``{ column = "email", normalised =
+    true }``: the column holds values in normalised form only (checked by
+    ``check()``), so lookups compare it as it is and a plain index serves them.
+    Loads to itself (the table form with ``normalised`` filled in)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, Mapping) and set(value) <= {"column", "normalised"}:
+            column, normalised = value.get("column"), value.get("normalised", False)
+            if isinstance(column, str) and column and isinstance(normalised, bool):
+                return {"column": column, "normalised": normalised}
+        raise ValidationError('expected "column" or { column = "name", normalised = true }')
+
+
+def identity_column(value: Any) -> str:
+    """The column of an identity entry (either form of :class:`IdentityField`)."""
+    return str(value["column"] if isinstance(value, Mapping) else value)
 
 
 class ReferenceField(fields.Field):
@@ -79,11 +100,8 @@ class TableSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1))
     key = fields.String(load_default="id", validate=validate.Length(min=1))
     category = fields.String(load_default="profile", validate=validate.Length(min=1))
-    identity = fields.Dict(
-        keys=fields.String(validate=_kind),
-        values=fields.String(validate=validate.Length(min=1)),
-        load_default=dict,
-    )
+    identity = fields.Dict(keys=fields.String(validate=_kind), values=IdentityField(),
+                           load_default=dict)
     references = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
                              values=ReferenceField(), load_default=dict)
     erase = fields.String(required=True, validate=validate.OneOf(ROW_ACTIONS))
@@ -124,7 +142,8 @@ class TableSchema(Schema):
             if not columns:
                 raise ValidationError("erase = mask needs columns = { col = strategy }",
                                       "columns")
-            loose = sorted(c for c in data["identity"].values() if c not in columns)
+            loose = sorted(c for c in map(identity_column, data["identity"].values())
+                           if c not in columns)
             if loose:
                 raise ValidationError(
                     "every identity column needs a strategy, or the masked row is still "
@@ -139,7 +158,8 @@ class TableSchema(Schema):
 
 
 def _old_null_form(data: dict[str, Any]) -> None:
-    missing = sorted(set(data["identity"].values()) - set(data["null_columns"]))
+    missing = sorted(set(map(identity_column, data["identity"].values()))
+                     - set(data["null_columns"]))
     if missing:
         raise ValidationError("null_columns must include every identity column; missing: "
                               + ", ".join(missing), "null_columns")

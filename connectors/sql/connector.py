@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table, create_engine, event, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -17,6 +17,8 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import ColumnElement
 
 from dsar.connector import (
     Action,
@@ -34,9 +36,11 @@ from dsar.connector import (
 )
 
 from .config import KINDS, SqlConfigSchema
-from .database import missing_columns, reflect, schema_problems
+from .database import foreign_key_problems
 from .dataset import Dataset, TableSpec
+from .definitions import DefinitionCache, Definitions
 from .erasure import BATCH, carry_out
+from .lookup import lookup_warnings, normalised_problems
 from .query import json_safe, pseudonym, subject_rows
 
 __all__ = ["SqlTableConnector"]
@@ -50,6 +54,8 @@ class SqlTableConnector(Connector):
     ``identity_kinds`` on an instance is the union of its tables' kinds.
     ``find`` streams (server-side cursors, the walk done in SQL). ``erase``
     runs in one transaction, children before parents, and is idempotent.
+    Table definitions are read once per instance (:mod:`.definitions`), shared
+    by the threads using it, and read again after a database error.
     Stops when asked (``Capability.STOP``): between rows in ``find``,
     ``discover`` and ``plan_erasure``, between batches in ``erase``, whose
     transaction is then rolled back (``Stopped.done`` says nothing changed).
@@ -68,6 +74,9 @@ class SqlTableConnector(Connector):
         if not any(spec.discover for spec in self.dataset.tables.values()):
             self.capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.STOP})
         self._engine: Engine | None = None
+        self._definitions = DefinitionCache(self.dataset)
+        self._walk_problems = self.dataset.walk_problems()
+        self._erase_problems = self._walk_problems + self.dataset.erase_problems()
 
     @property
     def engine(self) -> Engine:
@@ -90,12 +99,20 @@ class SqlTableConnector(Connector):
     # ------------------------------------------------------------ check
     def check(self) -> CheckResult:
         """Every dataset mistake at once, each naming table and column: in the
-        dataset itself, then against the database. Never raises."""
-        problems = self.dataset.walk_problems() + self.dataset.erase_problems()
+        dataset itself, then against the database (read afresh). Then, still
+        ok, a warning per lookup no index serves, with the statement adding
+        one. Never raises."""
+        problems = list(self._erase_problems)
+        warnings: list[str] = []
         try:
             with self.engine.connect() as conn:
-                tables, missing = reflect(conn, self.dataset)
-                problems += missing + schema_problems(conn, self.dataset, tables)
+                found = Definitions.read(conn, self.dataset)
+                problems += (found.missing + found.erase_problems
+                             + foreign_key_problems(conn, self.dataset, found.tables))
+                declared, warnings = normalised_problems(conn, self.dataset, found.tables)
+                problems += declared
+                if not problems:
+                    warnings += lookup_warnings(conn, self.dataset, found.tables, found.lookups)
         except SQLAlchemyError as exc:
             problems.append(f"cannot reach the database: {_reason(exc)}")
         except Exception as exc:  # a missing driver, a bad URL: report, never raise
@@ -103,42 +120,68 @@ class SqlTableConnector(Connector):
         if problems:
             return CheckResult(False, f"{len(problems)} problem(s): " + "; ".join(problems))
         order = " -> ".join(self.dataset.walk_order())
-        return CheckResult(True, f"{len(self.dataset.tables)} tables reachable ({order})")
+        message = f"{len(self.dataset.tables)} tables reachable ({order})"
+        if warnings:
+            message += f"; {len(warnings)} warning(s):\n" + "\n".join(f"  {w}" for w in warnings)
+        return CheckResult(True, message)
 
-    def _tables(self, conn: Connection, erasing: bool) -> dict[str, Table]:
-        """The reflected tables; refuses (PermanentError) a dataset with mistakes."""
-        problems = self.dataset.walk_problems()
-        if erasing:
-            problems += self.dataset.erase_problems()
-        tables, missing = reflect(conn, self.dataset)
-        problems += missing
-        if not missing:
-            problems += (schema_problems(conn, self.dataset, tables) if erasing
-                         else missing_columns(self.dataset, tables))
+    def _current(self, conn: Connection, erasing: bool,
+                 foreign_keys: bool = False) -> Definitions:
+        """The table definitions (read on ``conn`` when there are none); refuses
+        (PermanentError) a dataset with mistakes. ``foreign_keys``: look for
+        undeclared FOREIGN KEYs too (one query: before every erasure)."""
+        found = self._definitions.get(conn)
+        problems = list(self._erase_problems if erasing else self._walk_problems)
+        problems += found.missing
+        if not found.missing:
+            problems += found.erase_problems if erasing else found.find_problems
+        if not found.missing and foreign_keys and not problems:
+            problems += foreign_key_problems(conn, self.dataset, found.tables)
         if problems:
+            self._definitions.clear()  # read again next time: the operator may fix it
             raise PermanentError("the dataset has mistakes (see dsar connectors check): "
                                  + "; ".join(problems))
-        return tables
+        return found
+
+    def _execute(self, conn: Connection, erasing: bool, build: Callable[[Definitions], Executable]
+                 ) -> tuple[Definitions, CursorResult[Any]]:
+        """``conn.execute(build(definitions))``; after a schema error (the
+        definitions no longer fit the database), once more with definitions
+        read again, which refuses the call if the dataset no longer fits."""
+        found = self._current(conn, erasing)
+        try:
+            return found, conn.execute(build(found))
+        except DBAPIError as exc:
+            if _transient(exc) and not _missing_object(exc):
+                raise
+        conn.rollback()  # reads only: nothing is lost
+        self._definitions.clear()
+        found = self._current(conn, erasing)
+        return found, conn.execute(build(found))
 
     # ------------------------------------------------------------- find
     def find(self, subject: Subject) -> Iterator[Record]:
         """Yield one record per row of the subject, parents' tables first, streaming."""
         if not subject.kinds & self.identity_kinds:
             return
-        with _database_errors("finding"), self.engine.connect() as conn:
-            tables = self._tables(conn, erasing=False)
+        with self._database_errors("finding"), self.engine.connect() as conn:
+            self._current(conn, erasing=False)
             for name in self.dataset.walk_order():
-                yield from self._find_in(conn, tables, name, subject)
+                yield from self._find_in(conn, name, subject)
 
-    def _find_in(self, conn: Connection, tables: dict[str, Table], name: str,
-                 subject: Subject) -> Iterator[Record]:
-        where = subject_rows(self.dataset, tables, name, subject)
-        if where is None:
+    def _find_in(self, conn: Connection, name: str, subject: Subject) -> Iterator[Record]:
+        spec = self.dataset.tables[name]
+        if not self._reaches(name, subject):
             return
-        spec, table = self.dataset.tables[name], tables[name]
-        query = select(table).where(where).order_by(table.c[spec.key])
+
+        def query(found: Definitions) -> Executable:
+            table, where = found.tables[name], self._where(found, name, subject)
+            return (select(table).where(where).order_by(table.c[spec.key])
+                    .execution_options(yield_per=BATCH))
+
         count = 0
-        with conn.execute(query.execution_options(yield_per=BATCH)) as result:
+        _found, result = self._execute(conn, False, query)
+        with result:
             for row in result:
                 check_stop()
                 values = row._mapping
@@ -155,22 +198,27 @@ class SqlTableConnector(Connector):
         found: dict[str, set[str]] = {}
         if not subject.kinds & self.identity_kinds:
             return found
-        with _database_errors("discovering"), self.engine.connect() as conn:
-            tables = self._tables(conn, erasing=False)
+        with self._database_errors("discovering"), self.engine.connect() as conn:
+            self._current(conn, erasing=False)
             for name in self.dataset.walk_order():
-                for kind, value in self._identifiers_in(conn, tables, name, subject):
+                for kind, value in self._identifiers_in(conn, name, subject):
                     found.setdefault(kind, set()).add(value)
         return found
 
-    def _identifiers_in(self, conn: Connection, tables: dict[str, Table], name: str,
+    def _identifiers_in(self, conn: Connection, name: str,
                         subject: Subject) -> Iterator[tuple[str, str]]:
-        spec, table = self.dataset.tables[name], tables[name]
-        where = subject_rows(self.dataset, tables, name, subject) if spec.discover else None
-        if where is None:
+        spec = self.dataset.tables[name]
+        if not spec.discover or not self._reaches(name, subject):
             return
         kinds = list(spec.identity)
-        query = select(*(table.c[spec.identity[k]] for k in kinds)).where(where)
-        with conn.execute(query.execution_options(yield_per=BATCH)) as result:
+
+        def query(found: Definitions) -> Executable:
+            table, where = found.tables[name], self._where(found, name, subject)
+            return (select(*(table.c[spec.identity[k]] for k in kinds)).where(where)
+                    .execution_options(yield_per=BATCH))
+
+        _found, result = self._execute(conn, False, query)
+        with result:
             for row in result:
                 check_stop()
                 for kind, value in zip(kinds, row, strict=True):
@@ -186,32 +234,37 @@ class SqlTableConnector(Connector):
         if not subject.kinds & self.identity_kinds:
             return plan
         pseudonyms: dict[str, dict[str, dict[str, str]]] = {}
-        with _database_errors("planning"), self.engine.connect() as conn:
-            tables = self._tables(conn, erasing=True)
+        with self._database_errors("planning"), self.engine.connect() as conn:
+            self._current(conn, erasing=True, foreign_keys=True)
             for name in self.dataset.walk_order():
-                plan.items.extend(self._plan_in(conn, tables, name, subject, pseudonyms))
+                plan.items.extend(self._plan_in(conn, name, subject, pseudonyms))
         if pseudonyms:
             plan.extra["pseudonyms"] = pseudonyms
         return plan
 
-    def _plan_in(self, conn: Connection, tables: dict[str, Table], name: str, subject: Subject,
+    def _plan_in(self, conn: Connection, name: str, subject: Subject,
                  pseudonyms: dict[str, dict[str, dict[str, str]]]) -> Iterator[PlanItem]:
-        where = subject_rows(self.dataset, tables, name, subject)
-        if where is None:
+        if not self._reaches(name, subject):
             return
-        spec, table = self.dataset.tables[name], tables[name]
+        spec = self.dataset.tables[name]
         action, detail = spec.row_action, self._detail(spec)
         hashed = [c for c, s in spec.masked.items() if s.how == "hash"]
         kinds = {column: kind for kind, column in spec.identity.items()}
-        query = select(table.c[spec.key], *(table.c[c] for c in hashed)).where(where)
-        query = query.order_by(table.c[spec.key]).execution_options(yield_per=BATCH)
-        with conn.execute(query) as result:  # closes the server-side cursor on a stop
+
+        def query(found: Definitions) -> Executable:
+            table, where = found.tables[name], self._where(found, name, subject)
+            return (select(table.c[spec.key], *(table.c[c] for c in hashed)).where(where)
+                    .order_by(table.c[spec.key]).execution_options(yield_per=BATCH))
+
+        found, result = self._execute(conn, True, query)
+        table = found.tables[name]
+        with result:  # closes the server-side cursor on a stop
             for row in result:
                 check_stop()
                 key = str(row[0])
-                values = {c: pseudonym(self.config["hash_key"], v, kinds.get(c),
-                                       _length(table, c))
-                          for c, v in zip(hashed, row[1:], strict=True) if v is not None}
+                values: dict[str, str] = {
+                    c: pseudonym(self.config["hash_key"], v, kinds.get(c), _length(table, c))
+                    for c, v in zip(hashed, tuple(row)[1:], strict=True) if v is not None}
                 if values:
                     pseudonyms.setdefault(name, {})[key] = values
                 yield PlanItem(name, key, action, detail)
@@ -242,14 +295,67 @@ class SqlTableConnector(Connector):
         if not plan.items:
             return ErasureResult()
         try:
-            with _database_errors("erasing"), self.engine.begin() as conn:
-                tables = self._tables(conn, erasing=True)
-                deleted, masked = carry_out(conn, self.dataset, tables, plan)
+            with self._database_errors("erasing"):
+                deleted, masked = self._erase_retrying(plan)
         except IntegrityError:
             raise PermanentError("the database refused the erasure (a constraint the dataset "
                                  "does not describe); nothing was changed") from None
         log.info("sql %s: erased, %d deleted, %d masked", self.name, deleted, masked)
         return ErasureResult(deleted=deleted, masked=masked, kept=len(plan.kept()))
+
+
+    def _erase_retrying(self, plan: ErasurePlan) -> tuple[int, int]:
+        """One transaction; after a schema error, once more with the definitions
+        read again (which refuses the erasure if the dataset no longer fits).
+        A refused constraint reads them again to name the mistake, if one."""
+        try:
+            return self._erase_once(plan)
+        except DBAPIError as exc:
+            self._definitions.clear()
+            refused = isinstance(exc, IntegrityError)
+            if not refused and _transient(exc) and not _missing_object(exc):
+                raise
+            error = exc
+        if refused:  # outside the except: a PermanentError here chains to nothing
+            with self.engine.connect() as conn:
+                self._current(conn, erasing=True, foreign_keys=True)
+            raise error
+        return self._erase_once(plan)
+
+    def _erase_once(self, plan: ErasurePlan) -> tuple[int, int]:
+        with self.engine.begin() as conn:
+            found = self._current(conn, erasing=True, foreign_keys=True)
+            return carry_out(conn, self.dataset, found.tables, plan)
+
+    def _where(self, found: Definitions, name: str, subject: Subject) -> ColumnElement[bool]:
+        where = subject_rows(self.dataset, found.tables, name, subject, found.targets)
+        if where is None:  # _reaches said otherwise: a bug
+            raise PermanentError(f"table {name}: no lookup for this subject")
+        return where
+
+    def _reaches(self, name: str, subject: Subject) -> bool:
+        """Can the subject have rows in table ``name`` (an identifier of a kind
+        it or a followed parent uses)? Without the database."""
+        return self._reachable(name, subject, ())
+
+    def _reachable(self, name: str, subject: Subject, path: tuple[str, ...]) -> bool:
+        spec = self.dataset.tables[name]
+        if any(subject.values(kind) for kind in spec.identity):
+            return True
+        return any(self._reachable(ref.parent, subject, (*path, name))
+                   for ref in spec.references
+                   if ref.follow and ref.parent in self.dataset.tables and ref.parent not in path)
+
+    @contextmanager
+    def _database_errors(self, doing: str) -> Iterator[None]:
+        """:func:`_database_errors`, dropping the definitions on any database
+        error (a changed schema shows up as one)."""
+        try:
+            with _database_errors(doing):
+                yield
+        except (RetryableError, PermanentError, IntegrityError):
+            self._definitions.clear()
+            raise
 
 
 def _length(table: Table, column: str) -> int | None:
@@ -282,6 +388,16 @@ def _database_errors(doing: str) -> Iterator[None]:
             raise RetryableError(f"database unavailable while {doing} ({code}); "
                                  "it will be tried again") from None
         raise PermanentError(f"database error while {doing} ({code})") from None
+
+
+def _missing_object(exc: SQLAlchemyError) -> bool:
+    """A table or column the statement names is not there (SQLite and MariaDB
+    report it as an OperationalError, which otherwise means the database is away)."""
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", None) or ("",)
+    return args[0] in (1054, 1146) or str(orig).startswith(("no such column", "no such table"))
 
 
 def _transient(exc: SQLAlchemyError) -> bool:

@@ -25,6 +25,8 @@ from typing import Any
 
 from dsar.connector import Action
 
+from .config import identity_column
+
 __all__ = ["Dataset", "Reference", "Strategy", "TableSpec"]
 
 
@@ -85,6 +87,8 @@ class TableSpec:
     hold: str | None
     reason: str | None
     discover: bool = False
+    #: identity columns declared to hold normalised values only
+    normalised: frozenset[str] = frozenset()
 
     @property
     def masked(self) -> dict[str, Strategy]:
@@ -250,9 +254,13 @@ def _table(raw: Mapping[str, Any]) -> TableSpec:
             target, follow = target["to"], target.get("follow", True)
         parent, _, parent_column = str(target).rpartition(".")
         refs.append(Reference(raw["name"], column, parent, parent_column, bool(follow)))
+    identity = {kind: identity_column(entry) for kind, entry in raw["identity"].items()}
+    normalised = frozenset(identity_column(entry) for entry in raw["identity"].values()
+                           if isinstance(entry, Mapping) and entry.get("normalised"))
     return TableSpec(
         name=raw["name"], key=raw["key"], category=raw["category"],
-        identity=dict(raw["identity"]), references=refs, erase=raw["erase"],
+        identity=identity, references=refs, erase=raw["erase"],
         columns={c: Strategy.parse(s) for c, s in raw["columns"].items()},
         hold=raw.get("hold"), reason=raw.get("reason"), discover=bool(raw.get("discover")),
+        normalised=normalised,
     )

@@ -15,23 +15,33 @@ import decimal
 import hashlib
 import hmac
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, String, Table, cast, func, or_, select
+from sqlalchemy import Column, Enum, String, Table, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from dsar.connector import Subject, normalise_identifier
 
 from .dataset import Dataset
 
-__all__ = ["json_safe", "key_value", "normalised", "pseudonym", "subject_rows"]
+__all__ = ["is_text", "json_safe", "key_value", "normalised", "pseudonym", "subject_rows"]
 
 HASH_HEX = 64  # hex digits of SHA-256
 
 
+def is_text(column: ColumnElement[Any]) -> bool:
+    """A text column (not an enum): compared without a CAST."""
+    return isinstance(column.type, String) and not isinstance(column.type, Enum)
+
+
 def normalised(column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
-    """The SQL expression of a column in :func:`normalise_identifier` form."""
-    text: ColumnElement[Any] = func.trim(cast(column, String))
+    """The SQL expression of a column in :func:`normalise_identifier` form.
+
+    A text column is used as it is (``lower(trim(email))``): an expression
+    index is built on exactly this expression, and a CAST would hide it from
+    the planner (SQLite). Other types are cast to text first."""
+    text: ColumnElement[Any] = func.trim(column if is_text(column) else cast(column, String))
     if kind == "email":
         return func.lower(text)
     if kind == "phone":
@@ -41,25 +51,29 @@ def normalised(column: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
 
 
 def subject_rows(
-    dataset: Dataset, tables: dict[str, Table], name: str, subject: Subject,
-    _path: tuple[str, ...] = (),
+    dataset: Dataset, tables: Mapping[str, Table], name: str, subject: Subject,
+    targets: Mapping[tuple[str, str], ColumnElement[Any]], _path: tuple[str, ...] = (),
 ) -> ColumnElement[bool] | None:
     """A WHERE clause selecting the subject's rows of table ``name``, or None
     when the subject cannot have any there (no identifier of a kind it uses).
 
+    ``targets[(table, kind)]`` is what the subject's (normalised) values of a
+    kind are compared with: the identity column's normalised expression, or
+    the column itself when it holds normalised values (see :mod:`.lookup`).
     Each followed reference becomes ``child.col IN (SELECT parent.col FROM
     parent WHERE <the parent's clause>)``. ``_path`` stops a cycle (which
     ``check()`` reports) from recursing forever.
     """
     spec, table = dataset.tables[name], tables[name]
     conditions: list[ColumnElement[bool]] = [
-        normalised(table.c[column], kind).in_(sorted(subject.values(kind)))
-        for kind, column in spec.identity.items() if subject.values(kind)
+        targets[(name, kind)].in_(sorted(subject.values(kind)))
+        for kind in spec.identity if subject.values(kind)
     ]
     for ref in spec.references:
         if not ref.follow or ref.parent not in dataset.tables or ref.parent in _path:
             continue
-        parent_rows = subject_rows(dataset, tables, ref.parent, subject, (*_path, name))
+        parent_rows = subject_rows(dataset, tables, ref.parent, subject, targets,
+                                   (*_path, name))
         if parent_rows is None:
             continue
         target = tables[ref.parent].c[ref.parent_column]
