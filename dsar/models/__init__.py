@@ -3,9 +3,10 @@
 from ..database import Base
 from .audit import AuditEvent, AuditHead
 from .export import ExportBundle
+from .outbox import OutboxMail
 from .request import Request, SubjectIdentifier
 from .task import Task
 from .verification import Verification
 
-__all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "Request", "SubjectIdentifier",
-           "Task", "Verification"]
+__all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "OutboxMail", "Request",
+           "SubjectIdentifier", "Task", "Verification"]
