@@ -1,9 +1,8 @@
 """The export bundle of an access request, built by streaming.
 
 While a task runs, :class:`PartWriter` appends the connector's records to one
-JSON-lines file per collection under ``EXPORT_DIR/<request>/parts/``, and beside
-each, when the part is committed, its CSV columns (``<collection>.columns.json``);
-a run's
+JSON-lines file per collection under ``EXPORT_DIR/<request>/parts/`` (and on
+commit, beside each, its CSV columns: ``<collection>.columns.json``); a run's
 part appears under its own name only when complete, and the task's result
 names it, so a run whose worker lost the task can never stand in for the one
 recorded. When every task has succeeded, the request's bundle step calls
