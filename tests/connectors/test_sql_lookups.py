@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from connectors.sql import SqlTableConnector
+from connectors.sql import SqlTableConnector, definitions
 from dsar.connector import PermanentError, Subject
 from tests.connectors.test_sql_graph import (  # noqa: F401 - fixtures, imported
     ALICE,
@@ -128,6 +128,22 @@ def test_a_column_gone_since_the_first_call_is_named(seeded: str) -> None:  # no
         connector.close()
 
 
+def test_definitions_older_than_max_age_are_read_again(
+    crm: SqlTableConnector, seeded: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """A column added since the definitions were read is exported once they
+    are older than MAX_AGE (the clock is the cache's input)."""
+    now = [1000.0]
+    monkeypatch.setattr(crm, "_definitions", definitions.DefinitionCache(
+        crm.dataset, clock=lambda: now[0]))
+    assert list(crm.find(ALICE))
+    execute(seeded, "ALTER TABLE customers ADD COLUMN nickname VARCHAR(20)")
+    now[0] += definitions.MAX_AGE + 1
+    with counting(crm.engine) as seen:
+        record = next(r for r in crm.find(ALICE) if r.ref == ("customers", "1"))
+    assert "nickname" in record.fields and seen.catalog
+
+
 def test_an_undeclared_foreign_key_since_the_plan_stops_the_erasure(
     crm: SqlTableConnector, seeded: str  # noqa: F811
 ) -> None:
@@ -165,7 +181,14 @@ def test_check_warns_per_lookup_and_its_fix_silences_it(
     execute(seeded, *statements)
     again = crm.check()
     assert again.ok and "warning" not in again.message, again.message
-    assert len(list(crm.find(ALICE))) == 7, "the stored ' Alice@Example.ORG' is still found"
+    fresh = make(seeded)  # reads the definitions with the new indexes (and columns)
+    try:
+        with counting(fresh.engine) as seen:
+            assert len(list(fresh.find(ALICE))) == 7, "' Alice@Example.ORG' is still found"
+    finally:
+        fresh.close()
+    if backend(seeded) == "mysql":  # the lookup goes through the indexed generated column
+        assert any("customers.email_norm IN" in s for s in seen.data), seen.data
 
 
 def test_check_on_sqlite_reads_expression_indexes_without_warnings(
