@@ -7,7 +7,10 @@ looks the address up in any store, so the answer and its timing are the same
 whether or not the person is known.
 
 Every function works in the caller's transaction; a wrong code's attempt is
-counted in it too, so the caller commits on :class:`WrongCode` as well.
+counted in it too, so the caller commits on :class:`WrongCode` as well. The
+code mail is queued in the outbox in that transaction and sent by a worker
+after the commit (:mod:`dsar.outbox`): a mail server that is down or slow
+delays the code, never the request.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from .. import audit
+from .. import audit, outbox
 from ..crypto import constant_time_equal
 from ..database import utcnow
 from ..mail import Mailer
@@ -79,17 +82,19 @@ def token_digest(rt: Runtime, token: str) -> str:
 
 def start(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
           request: Request) -> Started:
-    """Give a received request its status token and send the first code."""
+    """Give a received request its status token and queue the first code.
+    (``mailer`` is not used: mail goes through the outbox.)"""
     token = secrets.token_urlsafe(32)
     request.status_token_digest = token_digest(rt, token)
     transition(session, rt.crypto, request, Status.VERIFYING, actor="system")
-    _send_code(session, rt, mailer, texts, request, token, first=True)
+    _queue_code(session, rt, texts, request, token, first=True)
     return Started(request, token)
 
 
 def resend(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
            request: Request, status_token: str) -> None:
-    """A new code, after the cooldown; the old one stops working."""
+    """A new code, after the cooldown; the old one stops working. (``mailer``
+    is not used: mail goes through the outbox.)"""
     if request.status != Status.VERIFYING.value:
         raise NotWaiting()
     # locked: resends at the same moment must see each other's sent_at
@@ -99,11 +104,11 @@ def resend(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
                 - utcnow()).total_seconds()
         if wait > 0:
             raise ResendTooSoon(seconds=int(wait) + 1)
-    _send_code(session, rt, mailer, texts, request, status_token, first=False)
+    _queue_code(session, rt, texts, request, status_token, first=False)
 
 
-def _send_code(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
-               request: Request, status_token: str, *, first: bool) -> None:
+def _queue_code(session: Session, rt: Runtime, texts: dict[str, str], request: Request,
+                status_token: str, *, first: bool) -> None:
     code, now = new_code(), utcnow()
     ttl = float(rt.settings["CODE_TTL_SECONDS"])
     row = session.get(Verification, request.id)
@@ -120,9 +125,9 @@ def _send_code(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, s
     status_url = f"{rt.settings['BASE_URL'].rstrip('/')}/requests/{request.id}?token={status_token}"
     values = {"code": code, "minutes": int(ttl // 60), "status_url": status_url,
               "kind_label": texts[f"kind.{request.kind}"]}
-    mailer.send(email, texts["mail.code.subject"].format(**values),
-                texts["mail.code.body"].format(**values),
-                kind="verification-code" if first else "verification-code-resend")
+    outbox.enqueue(session, rt, email, texts["mail.code.subject"].format(**values),
+                   texts["mail.code.body"].format(**values), request_id=request.id,
+                   kind="verification-code" if first else "verification-code-resend")
 
 
 def check(session: Session, rt: Runtime, request: Request, code: str) -> None:
@@ -150,8 +155,8 @@ def check(session: Session, rt: Runtime, request: Request, code: str) -> None:
 
 def receive(session: Session, rt: Runtime, kind: str, email: str, *, name: str | None = None,
             message: str | None = None) -> Started:
-    """A requester's new request: recorded, token issued, first code sent.
-    The caller commits; a :class:`dsar.mail.MailError` means roll back."""
+    """A requester's new request: recorded, token issued, first code queued
+    (sent by a worker once the caller has committed)."""
     request = flow.submit(session, rt, kind, {"email": [email]}, name=name, message=message,
                           actor="requester")
     return start(session, rt, rt.mailer, rt.texts, request)

@@ -31,7 +31,9 @@ def make_api(make_app: Callable[..., Flask], outbox: Outbox) -> Callable[..., Fl
 
     def factory(connectors: dict[str, dict[str, Any]] | None = None, **config: Any) -> Flask:
         settings = {"OUTBOX_DIR": str(outbox.path), **GENEROUS, **VERBOSE, **config}
-        return make_app(connectors, **settings)
+        app = make_app(connectors, **settings)
+        outbox.runtimes.append(app.extensions["dsar"])  # its queued mail, delivered on look
+        return app
 
     return factory
 

@@ -15,20 +15,25 @@ from werkzeug.test import TestResponse
 from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, Request
 from dsar.runtime import Runtime
+from tests.support.smtp import deliver
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 BASE = "/api/v1/requests"
 
 
 class Outbox:
-    """The verification mails written to ``OUTBOX_DIR``, read once each."""
+    """The verification mails written to ``OUTBOX_DIR``, read once each.
+    ``runtimes`` are the apps whose queued mail is delivered before each look
+    (what a worker does after the commit)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seen: set[str] = set()
+        self.runtimes: list[Runtime] = []
 
     def unread(self, to: str) -> list[str]:
         """Codes of the mails to ``to`` not read before, oldest first."""
+        deliver(*self.runtimes)
         found: list[tuple[int, str]] = []
         for file in self.path.glob("*.eml") if self.path.exists() else []:
             if file.name in self.seen:

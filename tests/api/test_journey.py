@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from dsar.models import AuditEvent, Verification
+from dsar.models import AuditEvent, OutboxMail, Verification
 from tests.api.helpers import ALICE, BASE, BOB, Outbox, auth, counts, error_of, process, submit
 from tests.support.engine_connectors import Script
 
@@ -163,13 +163,17 @@ def test_wrong_codes_are_counted_and_committed(make_api: Callable[..., Flask], o
         "verifying")
 
 
-def test_mail_server_down_is_503_and_writes_nothing(make_api: Callable[..., Flask],
-                                                    outbox: Outbox) -> None:
+def test_mail_server_down_still_takes_the_request_and_queues_the_code(
+        make_api: Callable[..., Flask], outbox: Outbox) -> None:
+    """Issue 10: the code waits in the outbox; the submission neither fails nor waits."""
     app = make_api(SMTP_URL="smtp://127.0.0.1:1")  # a real refused connection
-    before = counts(app.extensions["dsar"])
-    response = app.test_client().post(BASE, json={"kind": "access", "email": ALICE})
-    error = error_of(response, 503, "mail_unavailable")
-    assert error["message"] == app.extensions["dsar"].texts["api.mail_unavailable"]
-    assert response.headers["Retry-After"]
-    assert counts(app.extensions["dsar"]) == before
-    assert outbox.unread(ALICE) == []
+    rt, client = app.extensions["dsar"], app.test_client()
+    requests, events = counts(rt)
+    request_id, token = submit(client)  # 202
+    assert client.get(f"{BASE}/{request_id}", headers=auth(token)).get_json()["status"] == (
+        "verifying")
+    assert counts(rt)[0] == requests + 1 and counts(rt)[1] > events
+    assert outbox.unread(ALICE) == []  # delivery was tried: refused, so nothing sent yet
+    with rt.transaction() as session:
+        [queued] = session.scalars(select(OutboxMail)).all()
+        assert (queued.status, queued.attempts, queued.request_id) == ("pending", 1, request_id)

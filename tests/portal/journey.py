@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 
 from dsar.models import AuditEvent, Request
 from dsar.runtime import Runtime
+from tests.support.smtp import deliver
 
 ALICE = "alice@example.org"
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -23,13 +24,17 @@ _CODE = re.compile(r"\b([0-9]{6})\b")
 
 
 class Outbox:
-    """The ``.eml`` files the app writes; :meth:`new` returns the unread ones."""
+    """The ``.eml`` files the app writes; :meth:`new` returns the unread ones,
+    after delivering the mail ``rt`` queued (what a worker does after the commit)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rt: Runtime | None = None) -> None:
         self.path = path
+        self.rt = rt
         self.seen: set[Path] = set()
 
     def new(self) -> list[Message]:
+        if self.rt is not None:
+            deliver(self.rt)
         files = sorted(set(self.path.glob("*.eml")) - self.seen) if self.path.exists() else []
         self.seen.update(files)
         return [email.message_from_bytes(f.read_bytes()) for f in files]
@@ -51,7 +56,7 @@ class Browser:
         self.client = app.test_client()
         if environ:
             self.client.environ_base.update(environ)
-        self.outbox = Outbox(Path(app.config["OUTBOX_DIR"]))
+        self.outbox = Outbox(Path(app.config["OUTBOX_DIR"]), app.extensions["dsar"])
         self._csrf: str | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""The request form: rendering, CSRF, validation, mail failure, headers, enumeration."""
+"""The request form: rendering, CSRF, validation, mail server down, headers, enumeration."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from flask import Flask
 
 from dsar.demo import seed
-from dsar.models import AuditEvent
+from dsar.models import OutboxMail
+from dsar.outbox import deliver_due
 from dsar.texts import DEFAULTS as T
 from dsar.workflow import verification
 from tests.portal.journey import ALICE, Browser, Outbox, count, sqlite_only
@@ -94,13 +95,16 @@ def test_oversized_body_gets_a_413_page(browser: Browser) -> None:
     assert count(browser.rt) == 0
 
 
-def test_mail_failure_is_a_503_page_and_writes_nothing(
+def test_a_mail_server_down_still_takes_the_request_and_queues_the_code(
         portal_app: Callable[..., Flask]) -> None:
+    """Issue 10: the code waits in the outbox; the submission neither fails nor waits."""
     browser = Browser(portal_app(SMTP_URL="smtp://127.0.0.1:1"))  # a real refused connection
     answer = browser.submit()
-    assert answer.status_code == 503
-    assert T["error.mail.title"] in answer.text and T["error.mail.body"] in answer.text
-    assert count(browser.rt) == 0 and count(browser.rt, AuditEvent) == 0
+    assert answer.status_code == 303
+    assert T["status.verifying"] in browser.client.get(answer.headers["Location"]).text
+    assert count(browser.rt, status="verifying") == 1
+    assert deliver_due(browser.rt) == 0  # refused: tried again later
+    assert count(browser.rt, OutboxMail, status="pending", attempts=1) == 1
 
 
 def test_security_headers(browser: Browser) -> None:
@@ -137,7 +141,7 @@ def test_unknown_address_gets_the_same_answer_as_a_known_one(
     (but for the request id), a mail either way."""
     demo = seed(tmp_path / "instance", customers=2)
     app = portal_app(CONNECTORS=str(demo.connector_file))
-    pages, outbox = [], Outbox(Path(app.config["OUTBOX_DIR"]))
+    pages, outbox = [], Outbox(Path(app.config["OUTBOX_DIR"]), app.extensions["dsar"])
     for address in (demo.emails[0], "nobody.at.all@example.net"):
         browser = Browser(app)
         answer = browser.submit("access", address)
