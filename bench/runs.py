@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from bench import drive
-from bench.server import DsarServer, Pg, free_port
+from bench.server import DsarServer, Pg
 
 WARMUP = 2  # untimed requests per kind after a start (imports, pools, caches)
 
@@ -95,47 +93,17 @@ def latency(client: drive.Client, subjects: Subjects, requests: int,
 
 
 def queued(root: Path, database_url: str, connectors: Path, subjects: Subjects,
-           count: int) -> dict[str, Any]:
-    """``count`` access requests taken in (submitted and verified through the
-    API of a server without workers, as a web process in front of a separate
-    executor would be), then drained by a fresh ``dsar run``."""
-    intake = DsarServer(root / f"intake-{count}", database_url, connectors)
-    intake.migrate()
-    started = time.monotonic()
-    with _api_only(intake):
-        client = drive.Client(intake.base, intake.outbox, database_url)
-        ids = drive.intake(client, "access", subjects.take(count))
-        client.close()
-    taken_in = time.monotonic() - started
-    runner = DsarServer(root / f"drain-{count}", database_url, connectors)
-    with runner.start():
-        client = drive.Client(runner.base, runner.outbox, database_url)
+           count: int, threads: int = 4) -> dict[str, Any]:
+    """``count`` access requests submitted and verified through the API by
+    ``threads`` clients as fast as the server takes them, queueing up behind
+    its workers; throughput over the span from the first verification to the
+    last completion, from the server's rows (intake competes for the CPU,
+    as it would in production)."""
+    with serving(root / f"queued-{count}", database_url, connectors) as (_server, client):
+        started = time.monotonic()
+        ids = drive.intake(client, "access", subjects.take(count), threads)
+        taken_in = time.monotonic() - started
         drive.wait_all(client, ids)
         result = drive.throughput(client, ids)
-        client.close()
     result["intake_per_s"] = round(count / taken_in, 1)
     return result
-
-
-API_ONLY = ("import sys; from werkzeug.serving import run_simple; from dsar import create_app; "
-            "run_simple('127.0.0.1', int(sys.argv[1]), create_app(), threaded=True)")
-
-
-@contextlib.contextmanager
-def _api_only(server: DsarServer) -> Iterator[None]:
-    """The portal and API of ``server``'s settings with no worker threads."""
-    server.port = free_port()
-    server.base = f"http://127.0.0.1:{server.port}"
-    with server.log.open("ab") as log:
-        server.process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            [sys.executable, "-c", API_ONLY, str(server.port)],
-            env=server.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while not server._answers():  # noqa: SLF001 - the same readiness probe
-        if server.process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"bench: the intake server did not start (log: {server.log})")
-        time.sleep(0.1)
-    try:
-        yield
-    finally:
-        server.stop()

@@ -179,14 +179,16 @@ def _drop(admin_dsn: str, db: str) -> None:
 
 def connector_toml(url: str, name: str = "shop") -> str:
     """The sql connector over the shop, erasing what the leader's policy erases:
-    every personal column set to NULL (its ``null_rewrite`` of ``user.*``)."""
+    every personal column set to NULL (its ``null_rewrite`` of ``user.*``).
+    The generator writes addresses lower-case and trimmed, so the identity
+    columns are declared normalised: their plain indexes serve the lookups."""
     return f"""[connectors.{name}]
 type = "sql"
 url = "{url}"
 
 [[connectors.{name}.tables]]
 name = "customer"
-identity = {{ email = "email" }}
+identity = {{ email = {{ column = "email", normalised = true }} }}
 erase = "mask"
 columns = {{ email = "null", name = "null", address = "null", phone = "null" }}
 
@@ -207,7 +209,7 @@ columns = {{ product = "null", qty = "null", price = "null" }}
 [[connectors.{name}.tables]]
 name = "messages"
 category = "messages"
-identity = {{ email = "customer_email" }}
+identity = {{ email = {{ column = "customer_email", normalised = true }} }}
 erase = "mask"
 columns = {{ customer_email = "null", subject = "null", body = "null" }}
 """
