@@ -1,13 +1,16 @@
 """The in-process executor: worker threads that claim and run Tasks.
 
-Nothing to install or start: the threads run inside ``dsar run`` and
-``dsar requests process`` (never inside ``create_app``). Every worker polls
-the tasks table; a commit that may have created work wakes them at once. All
-state is in rows (:mod:`dsar.workflow.tasks`), so a crash loses nothing: the
-short lease of a task a dead worker held runs out and another worker takes
-it up (:mod:`dsar.workflow.lease`). While the app database is unreachable the
-workers log one line, back off, and log one more when it is back.
-A Celery executor over the same task function is planned for scale-out.
+Nothing to install or start: the threads run inside ``dsar worker`` (the
+production worker process), ``dsar run`` (development) and ``dsar requests
+process`` (never inside ``create_app``). Every worker polls the tasks table;
+a commit that made work runnable wakes them at once, in this process and, on
+PostgreSQL, in every other (:mod:`dsar.wakeup`). All state is in rows
+(:mod:`dsar.workflow.tasks`), so a crash loses nothing: the short lease of a
+task a dead worker held runs out and another worker takes it up
+(:mod:`dsar.workflow.lease`). Housekeeping runs in exactly one process at a
+time (the ``housekeeping`` role, held under a lease). While the app database
+is unreachable the workers log one line, back off, and log one more when it
+is back.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
+from . import wakeup
 from .database import Outage, is_unavailable, utcnow
 from .models import Request, Task
 from .runtime import Runtime
@@ -52,13 +55,6 @@ class HeldTask:
     lease_expires_at: datetime
 
 
-def _note_runnable_tasks(session: Session, _context: object) -> None:
-    """Mark a session whose flush made a task runnable, so its commit wakes workers."""
-    if any(isinstance(obj, Task) and obj.status == "pending"
-           for obj in (*session.new, *session.dirty)):
-        session.info["dsar_wake"] = True
-
-
 class InProcessExecutor:
     """``workers`` threads running tasks until :meth:`stop`."""
 
@@ -69,35 +65,46 @@ class InProcessExecutor:
         self.id = uuid.uuid4().hex[:12]
         self._wake = threading.Event()
         self._stop = threading.Event()
+        #: set when stopping past the grace period: running calls are asked to stop
+        self._shutdown = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._outage = Outage(log, "workers back off until it returns")
-        if not event.contains(rt.sessionmaker, "after_flush", _note_runnable_tasks):
-            event.listen(rt.sessionmaker, "after_flush", _note_runnable_tasks)
-        event.listen(rt.sessionmaker, "after_commit", self._on_commit)
+        self._listener = wakeup.Listener(rt, self._wake.set)
 
-    def _on_commit(self, session: Session) -> None:
-        """Wake the workers when a commit made a task runnable."""
-        if session.info.pop("dsar_wake", False):
-            self._wake.set()
+    def _on_work(self, _task_ids: frozenset[int]) -> None:
+        self._wake.set()
 
     def start(self) -> InProcessExecutor:
+        wakeup.listen(self.rt, self._on_work)
+        self._listener.start()
         self._threads = [threading.Thread(target=self._loop, name=f"dsar-worker-{index}",
                                           daemon=True) for index in range(self.workers)]
+        self._threads.append(threading.Thread(target=self._housekeeper, daemon=True,
+                                              name="dsar-housekeeper"))
         for thread in self._threads:
             thread.start()
         log.info("executor %s started with %d workers", self.id, self.workers)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask workers to stop after their current task and wait for them."""
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming; let running tasks finish for ``grace`` seconds, then
+        ask their connector calls to stop and hand the tasks back."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + grace
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        if any(thread.is_alive() for thread in self._threads):
+            log.info("executor %s: tasks still running after %.0f s; handing them back",
+                     self.id, grace)
+            self._shutdown.set()
+            for thread in self._threads:
+                thread.join(lease.lease_seconds(self.rt))
         self._threads.clear()
-        event.remove(self.rt.sessionmaker, "after_commit", self._on_commit)
+        self._listener.stop()
+        wakeup.unlisten(self.rt, self._on_work)
 
     def __enter__(self) -> InProcessExecutor:
         return self.start()
@@ -107,15 +114,33 @@ class InProcessExecutor:
 
     def _loop(self) -> None:
         owner = f"{self.id}:{threading.current_thread().name}"
-        housekeeper = threading.current_thread() is self._threads[0]
-        next_sweep = 0.0
         while not self._stop.is_set():
-            if housekeeper and time.monotonic() >= next_sweep:
-                self.housekeeping()
-                next_sweep = time.monotonic() + HOUSEKEEPING_SECONDS
             if not self.run_one(owner):
                 self._wake.wait(_outage_pause(self._outage, self.poll_seconds))
                 self._wake.clear()
+
+    def _housekeeper(self) -> None:
+        """Hold the ``housekeeping`` role (one process at a time) and do the
+        chores every ``HOUSEKEEPING_SECONDS`` while holding it."""
+        holder, held, next_chores = f"{self.id}:housekeeper", False, 0.0
+        seconds = max(3 * lease.lease_seconds(self.rt), 5.0)
+        while True:  # at least once, even in a process that stops at once
+            try:
+                held = lease.hold_role(self.rt, "housekeeping", holder, seconds)
+            except Exception as exc:
+                held = False
+                if not is_unavailable(exc):
+                    log.exception("housekeeping role not taken")
+            if held and time.monotonic() >= next_chores:
+                self.housekeeping()
+                next_chores = time.monotonic() + HOUSEKEEPING_SECONDS
+            if self._stop.wait(seconds / 6):
+                break
+        if held:
+            try:
+                lease.drop_role(self.rt, "housekeeping", holder)
+            except Exception as exc:  # it runs out on its own
+                log.warning("housekeeping role not given up (%s)", type(exc).__name__)
 
     def housekeeping(self) -> None:
         """Periodic chores: expire requests never verified in time, remove
@@ -145,7 +170,7 @@ class InProcessExecutor:
             self._outage.ended()
             if task_id is None:
                 return False
-            tasks.run(self.rt, task_id, owner)
+            tasks.run(self.rt, task_id, owner, self._shutdown)
             return True
         except Exception as exc:  # keep the worker alive; the task's lease will run out
             if is_unavailable(exc):

@@ -8,13 +8,14 @@ application context.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import wakeup
 from .connector import Connector
 from .crypto import Crypto
 from .database import make_engine
@@ -32,6 +33,9 @@ class Runtime:
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.mailer = Mailer(self.settings)
         self.texts = load_texts(self.settings.get("TEXTS"))
+        #: called after commits that made work runnable (see :mod:`dsar.wakeup`)
+        self.wake_callbacks: list[Callable[[frozenset[int]], None]] | None = None
+        wakeup.install(self)
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None
         self._lock = threading.Lock()

@@ -1,8 +1,12 @@
-"""``dsar db upgrade``, ``dsar config``, ``dsar run`` and ``dsar demo``."""
+"""``dsar db upgrade``, ``dsar config``, ``dsar run``, ``dsar worker`` and ``dsar demo``."""
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 
 import click
 from flask import current_app
@@ -10,6 +14,8 @@ from flask.cli import with_appcontext
 
 from ..runtime import runtime
 from .base import connectors_or_fail, main
+
+log = logging.getLogger(__name__)
 
 # --- database -------------------------------------------------------------------------
 
@@ -53,6 +59,39 @@ def run_command(host: str, port: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with InProcessExecutor(rt):  # not app.run(): under the flask CLI it returns at once
         run_simple(host, port, app, threaded=True)
+
+
+@main.command("worker")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker threads (default DSAR_WORKERS).")
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="On SIGTERM/SIGINT, seconds running tasks may take to finish before "
+                   "they are asked to stop and handed back to other workers.")
+@with_appcontext
+def worker_command(workers: int | None, grace: float) -> None:
+    """Run the workers as a long-running process (production: beside gunicorn
+    serving wsgi.py; as many processes as you like). Stops on SIGTERM or
+    SIGINT, finishing or handing back its tasks."""
+    from ..executor import InProcessExecutor
+
+    rt = runtime()
+    connectors_or_fail(rt)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("worker: %s received, stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    executor = InProcessExecutor(rt, workers).start()
+    click.echo(f"dsar worker {executor.id}: {executor.workers} workers "
+               f"({rt.engine.dialect.name} app database); SIGTERM stops it")
+    while not stopping.wait(1.0):
+        pass
+    executor.stop(grace)
+    rt.close()
+    click.echo(f"dsar worker {executor.id}: stopped")
 
 
 @main.command("demo")

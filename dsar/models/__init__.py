@@ -5,8 +5,9 @@ from .audit import AuditEvent, AuditHead
 from .export import ExportBundle
 from .outbox import OutboxMail
 from .request import Request, SubjectIdentifier
+from .role import WorkerRole
 from .task import Task
 from .verification import Verification
 
 __all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "OutboxMail", "Request",
-           "SubjectIdentifier", "Task", "Verification"]
+           "SubjectIdentifier", "Task", "Verification", "WorkerRole"]

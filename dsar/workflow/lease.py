@@ -25,7 +25,7 @@ from sqlalchemy import or_, select, update
 
 from .. import audit
 from ..database import is_unavailable, utcnow
-from ..models import Request, Task
+from ..models import Request, Task, WorkerRole
 from ..runtime import Runtime
 from .states import Status
 
@@ -96,6 +96,28 @@ def release(rt: Runtime, task_id: int, owner: str, delay_seconds: float = 1.0) -
         log.warning("task %s: could not release its lease (%s)", task_id, type(exc).__name__)
 
 
+def hold_role(rt: Runtime, name: str, holder: str, seconds: float) -> bool:
+    """Take or keep the role ``name`` (e.g. ``housekeeping``) for ``holder``
+    for ``seconds``; ``False`` while another live holder has it."""
+    now = utcnow()
+    with rt.transaction() as session:
+        done = session.execute(
+            update(WorkerRole).where(WorkerRole.name == name,
+                                     or_(WorkerRole.holder == holder,
+                                         WorkerRole.holder.is_(None),
+                                         WorkerRole.expires_at < now))
+            .values(holder=holder, expires_at=now + timedelta(seconds=seconds)))
+        return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def drop_role(rt: Runtime, name: str, holder: str) -> None:
+    """Give the role up (a graceful stop), so another process takes it at once."""
+    with rt.transaction() as session:
+        session.execute(update(WorkerRole).where(WorkerRole.name == name,
+                                                 WorkerRole.holder == holder)
+                        .values(holder=None, expires_at=None))
+
+
 class Heartbeat:
     """Keeps ``task_id``'s lease alive while the block runs (a context manager).
 
@@ -106,7 +128,8 @@ class Heartbeat:
     """
 
     def __init__(self, rt: Runtime, task_id: int, owner: str,
-                 on_overdue: Callable[[], None] | None = None) -> None:
+                 on_overdue: Callable[[], None] | None = None,
+                 shutdown: threading.Event | None = None) -> None:
         self.rt, self.task_id, self.owner = rt, task_id, owner
         self.interval = lease_seconds(rt) / 4
         self.max_seconds = float(rt.settings["TASK_MAX_SECONDS"])
@@ -114,8 +137,10 @@ class Heartbeat:
         self.lost = threading.Event()
         self.overdue = False
         self._on_overdue = on_overdue
+        #: set by the worker's process when it stops: the call is asked to stop too
+        self.shutdown = shutdown or threading.Event()
         self._done = threading.Event()
-        self._started = time.monotonic()
+        self._started = self._renewed = time.monotonic()
         self._down_since: float | None = None
         self._thread = threading.Thread(target=self._beat, daemon=True,
                                         name=f"dsar-heartbeat-{task_id}")
@@ -129,7 +154,11 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
-        while not self._done.wait(self.interval):
+        while not self._done.wait(min(self.interval, 0.5)):
+            if self.shutdown.is_set():
+                self.stop.set()
+            if not self._due():
+                continue
             if self._past_deadline():
                 return
             try:
@@ -143,6 +172,12 @@ class Heartbeat:
                 self._renewal_failed(exc)
             else:
                 self._down_since = None
+                self._renewed = time.monotonic()
+
+    def _due(self) -> bool:
+        """Renew every ``interval``; the loop itself wakes more often, to pass
+        a shutdown on to the call without delay."""
+        return time.monotonic() - self._renewed >= self.interval
 
     def _past_deadline(self) -> bool:
         """Ask the call to stop past the maximum; give up on it a lease later."""

@@ -71,8 +71,11 @@ class _Job:
     bundle: export_step.BundleJob | None = None
 
 
-def run(rt: Runtime, task_id: int, owner: str) -> None:
-    """Do a claimed task's work and record its outcome."""
+def run(rt: Runtime, task_id: int, owner: str,
+        shutdown: threading.Event | None = None) -> None:
+    """Do a claimed task's work and record its outcome. ``shutdown``, once
+    set, asks the call to stop; a task stopped that way is handed back, not
+    failed (its worker's process is going away)."""
     job = _load(rt, task_id, owner)
     if job is None:
         return
@@ -83,16 +86,20 @@ def run(rt: Runtime, task_id: int, owner: str) -> None:
         return
     overdue = Outcome(False, seen=job.seen, error="ran longer than TASK_MAX_SECONDS and did "
                       "not stop when asked; it may still be running")
-    with Heartbeat(rt, task_id, owner,
+    with Heartbeat(rt, task_id, owner, shutdown=shutdown,
                    on_overdue=lambda: _record_quietly(rt, task_id, owner, overdue)) as beat:
         outcome = _perform(rt, job, beat.stop)
         outcome.seen = job.seen
+        if beat.shutdown.is_set() and outcome.result.get("stopped") and not beat.lost.is_set():
+            _handed_back(rt, task_id, owner, job, outcome)
+            return
         if beat.overdue:
             outcome = _overdue(rt, outcome)
         faults.point("task.before_complete")
         recorded = False if beat.lost.is_set() else _record(rt, task_id, owner, outcome,
                                                              beat.lost)
     if recorded is False:
+        log.warning("task %s: lease lost, result discarded", task_id)
         _discarded(rt, task_id, job, outcome)
     elif recorded and job.step == engine.STEP_BUNDLE and outcome.ok:
         export_step.after_release(rt, job.request_id)
@@ -311,10 +318,20 @@ def _wake_waiting(session: Session, task: Task) -> None:
     ).values(not_before=utcnow()))
 
 
-def _discarded(rt: Runtime, task_id: int, job: _Job, outcome: Outcome) -> None:
+def _handed_back(rt: Runtime, task_id: int, owner: str, job: _Job, outcome: Outcome) -> None:
+    """The worker's process stops: the task goes back to pending for another
+    worker; what an interrupted erasure already did is recorded."""
+    log.info("task %s handed back: its worker is stopping", task_id)
+    release(rt, task_id, owner, delay_seconds=0.0)
+    _discarded(rt, task_id, job, outcome, note="its worker stopped; these changes were "
+               "made to the store before it handed the task back")
+
+
+def _discarded(rt: Runtime, task_id: int, job: _Job, outcome: Outcome,
+               note: str = "this worker lost the task; these changes were made to the "
+               "store all the same") -> None:
     """This worker lost the task. What its erasure did to the store is still a
     fact for the audit trail (the next run finds those records already gone)."""
-    log.warning("task %s: lease lost, result discarded", task_id)
     if not outcome.changed_store:
         return
     try:
@@ -322,8 +339,6 @@ def _discarded(rt: Runtime, task_id: int, job: _Job, outcome: Outcome) -> None:
             audit.record(session, rt.crypto, "task.result_discarded",
                          actor=f"connector:{job.connector}", request_id=job.request_id,
                          details={"task": task_id, "step": job.step,
-                                  "result": outcome.result,
-                                  "note": "this worker lost the task; these changes were "
-                                          "made to the store all the same"})
+                                  "result": outcome.result, "note": note})
     except Exception as exc:
         log.error("task %s: discarded result not recorded (%s)", task_id, type(exc).__name__)
