@@ -29,13 +29,14 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Update, or_, select, update
 from sqlalchemy.orm import Session
 
-from .database import utcnow
+from .database import is_unavailable, utcnow
 from .mail import MailError
 from .models import OutboxMail
 from .runtime import Runtime
@@ -52,6 +53,9 @@ FIRST_RETRY_SECONDS = 15.0
 MAX_RETRY_SECONDS = 600.0
 #: mails claimed by one call of deliver_due, by default
 BATCH = 10
+#: how long a deliverer waits out an app-database outage to record a sent mail
+#: (unrecorded, it would be sent again once its lease runs out)
+RECORD_PATIENCE_SECONDS = 120.0
 
 _CONTEXT = "outbox:"  # + recipient, subject, body: a ciphertext binds its column
 
@@ -104,6 +108,10 @@ def deliver_due(rt: Runtime, limit: int = BATCH, now: datetime | None = None) ->
             _send(rt, mail)
         except MailError as exc:
             _failed(rt, owner, mail, exc, now or utcnow())
+        except Exception as exc:  # e.g. the dev outbox folder not writable: retried alike
+            log.error("mail %s (%s) not handed over: %s", mail.id, mail.kind,
+                      type(exc).__name__)
+            _failed(rt, owner, mail, MailError(type(exc).__name__), now or utcnow())
         else:
             sent += _sent(rt, owner, mail, now or utcnow())
     return sent
@@ -149,11 +157,34 @@ _CLEARED = {"recipient_ct": None, "subject_ct": None, "body_ct": None,
             "lease_owner": None, "lease_expires_at": None}
 
 
+def _patiently(mail: _Claimed, record: Callable[[], int]) -> int:
+    """``record()``, waiting out an app-database outage for a while; other
+    errors, and an outage that lasts, are raised (the lease runs out)."""
+    deadline, delay, logged = time.monotonic() + RECORD_PATIENCE_SECONDS, 0.25, False
+    while True:
+        try:
+            return record()
+        except Exception as exc:
+            if not is_unavailable(exc) or time.monotonic() > deadline:
+                log.error("mail %s (%s): outcome not recorded (%s); it may be sent again",
+                          mail.id, mail.kind, type(exc).__name__)
+                raise
+            if not logged:
+                log.warning("mail %s (%s): app database unavailable; will record the "
+                            "outcome when it returns", mail.id, mail.kind)
+                logged = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _sent(rt: Runtime, owner: str, mail: _Claimed, now: datetime) -> int:
-    with rt.transaction() as session:
-        done = session.execute(_ours(mail.id, owner).values(
-            status="sent", sent_at=now, last_error=None, **_CLEARED))
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    def record() -> int:
+        with rt.transaction() as session:
+            done = session.execute(_ours(mail.id, owner).values(
+                status="sent", sent_at=now, last_error=None, **_CLEARED))
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
+    if _patiently(mail, record) != 1:
         log.warning("mail %s (%s) was sent after its lease ran out; another deliverer may "
                     "send it too", mail.id, mail.kind)
         return 0

@@ -296,3 +296,42 @@ def test_the_in_process_executor_delivers_queued_mail(make_app: Callable[..., Fl
         while not list(folder.glob("*.eml")) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert len(list(folder.glob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the app's is below
+def test_a_sent_mail_is_recorded_through_an_app_database_outage(
+        smtp_app: Callable[..., Flask], smtp_server: SmtpServer,  # noqa: F811
+        restartable_pg: Any) -> None:
+    """The database goes away while the server holds the mail: the deliverer
+    waits for it to come back to record the send, so the mail is not sent
+    again once its lease runs out."""
+    rt = rt_of(smtp_app(DATABASE_URL=restartable_pg.url))
+    with rt.transaction() as session:
+        outbox.enqueue(session, rt, ALICE, "Hello", "A notice.", kind="test-notice")
+    smtp_server.hold()
+    deliverer = Background(lambda: outbox.deliver_due(rt))
+    assert smtp_server.entered.wait(10)
+    restartable_pg.stop()
+    try:
+        smtp_server.release()
+        time.sleep(1.0)  # the deliverer finds the database away
+        assert not deliverer.done_within(0)
+    finally:
+        restartable_pg.start()
+    assert deliverer.done_within(60) and deliverer.result == 1
+    assert outbox.deliver_due(rt, now=utcnow() + timedelta(hours=1)) == 0
+    assert len(smtp_server.received) == 1 and mails(rt)[0].status == "sent"
+
+
+def test_a_mail_that_cannot_be_written_is_retried_not_stuck(make_app: Callable[..., Flask],
+                                                            tmp_path: Path) -> None:
+    """Development: the outbox folder cannot be made (a file is in the way)."""
+    blocked = tmp_path / "outbox"
+    blocked.write_text("not a folder")
+    rt = rt_of(make_app(OUTBOX_DIR=str(blocked)))
+    with rt.transaction() as session:
+        outbox.enqueue(session, rt, ALICE, "Hello", "A notice.", kind="test-notice")
+    assert outbox.deliver_due(rt) == 0
+    [waiting] = mails(rt)
+    assert waiting.status == "pending" and waiting.lease_owner is None
+    assert waiting.last_error == "FileExistsError" and waiting.not_before > utcnow()
