@@ -130,10 +130,13 @@ def _claim(rt: Runtime, owner: str, limit: int, now: datetime) -> list[_Claimed]
         claimed = []
         for mail in mails:
             mail.attempts += 1
+            if mail.recipient_ct is None or mail.subject_ct is None or mail.body_ct is None:
+                mail.status, mail.last_error = "failed", "no content"  # edited by hand?
+                log.error("mail %s (%s) is pending without its content; failed", mail.id,
+                          mail.kind)
+                continue
             mail.lease_owner = owner
             mail.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
-            if mail.recipient_ct is None or mail.subject_ct is None or mail.body_ct is None:
-                raise RuntimeError(f"outbox mail {mail.id} is pending without its content")
             claimed.append(_Claimed(mail.id, mail.kind, mail.attempts, mail.created_at,
                                     mail.recipient_ct, mail.subject_ct, mail.body_ct))
     return claimed

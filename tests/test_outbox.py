@@ -335,3 +335,16 @@ def test_a_mail_that_cannot_be_written_is_retried_not_stuck(make_app: Callable[.
     [waiting] = mails(rt)
     assert waiting.status == "pending" and waiting.lease_owner is None
     assert waiting.last_error == "FileExistsError" and waiting.not_before > utcnow()
+
+
+def test_a_pending_mail_without_content_fails_and_does_not_block_the_others(
+        smtp_app: Callable[..., Flask], smtp_server: SmtpServer) -> None:  # noqa: F811
+    rt = rt_of(smtp_app())
+    with rt.transaction() as session:
+        broken = outbox.enqueue(session, rt, BOB, "Hello", "A notice.", kind="test-notice")
+        outbox.enqueue(session, rt, ALICE, "Hello", "A notice.", kind="test-notice")
+        session.execute(update(OutboxMail).where(OutboxMail.id == broken.id)
+                        .values(body_ct=None))
+    assert outbox.deliver_due(rt) == 1
+    assert [m.status for m in mails(rt)] == ["failed", "sent"]
+    assert [str(m["To"]) for m in smtp_server.received] == [ALICE]
