@@ -60,6 +60,12 @@ def _compression(raw: str) -> str:
     return raw
 
 
+def _executor(raw: str) -> str:
+    if raw not in {"inprocess", "celery"}:
+        raise ValueError("expected inprocess or celery")
+    return raw
+
+
 def _env(raw: str) -> str:
     if raw not in {"development", "production"}:
         raise ValueError("expected development or production")
@@ -97,6 +103,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ERASURE_REVIEW", True, "Erasure requests wait for an officer's approval.",
             _bool),
     Setting("WORKERS", 2, "Worker threads of the in-process executor.", _positive_int),
+    Setting("EXECUTOR", "inprocess", "What carries tasks to workers: inprocess (worker threads "
+            "of dsar worker / dsar run polling the tasks table) or celery (a message per task "
+            "on DSAR_BROKER_URL; run dsar worker or celery -A dsar.celery_executor worker; pip "
+            "install 'dsar-toolkit[celery]'). The task rows stay the truth either way.",
+            _executor),
+    Setting("BROKER_URL", None, "Celery's broker when DSAR_EXECUTOR=celery: redis://host:6379/0 "
+            "or amqp://user:password@host:5672/vhost (RabbitMQ)."),
+    Setting("CELERY_QUEUE", "dsar", "The Celery queue dsar's messages go to (one per "
+            "deployment sharing a broker)."),
     Setting("TASK_LEASE_SECONDS", 10.0, "How long a task stays a worker's without news from "
             "it. A live worker renews the lease every quarter of it, also while a connector "
             "call runs; a task whose worker died is taken up by another once it runs out.",
@@ -217,6 +232,23 @@ def _validate(values: Mapping[str, Any]) -> None:
         if not values.get("SMTP_URL"):
             raise ConfigError("DSAR_SMTP_URL: production needs an SMTP server for notices")
     _check_ratelimit_storage(str(values.get("RATELIMIT_STORAGE_URI") or ""))
+    if values.get("EXECUTOR") == "celery":
+        _check_broker(str(values.get("BROKER_URL") or ""))
+
+
+#: broker schemes dsar's Celery executor is tested with
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+
+
+def _check_broker(url: str) -> None:
+    """DSAR_EXECUTOR=celery: a broker URL of a known scheme, Celery installed."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigError("DSAR_BROKER_URL: DSAR_EXECUTOR=celery needs a broker: "
+                          "redis://host:6379/0 or amqp://user:password@host:5672//")
+    if importlib.util.find_spec("celery") is None:
+        raise ConfigError("DSAR_EXECUTOR: celery needs the Python package celery: "
+                          "pip install 'dsar-toolkit[celery]'")
 
 
 #: rate-limit storages dsar supports (schemes of the ``limits`` package); all but
