@@ -45,6 +45,21 @@ def _outage_pause(outage: Outage, normal: float) -> float:
     return min(normal * 2 ** min(outage.failures, 10), MAX_OUTAGE_BACKOFF_SECONDS)
 
 
+def housekeeping_chores(rt: Runtime) -> None:
+    """Periodic chores, run by the one holder of the ``housekeeping`` role
+    (whichever executor): expire requests never verified in time, remove
+    export parts no request needs. Raises what the database raises."""
+    from .workflow.requests import expire_unverified
+
+    with rt.transaction() as session:
+        expired = expire_unverified(session, rt)
+    if expired:
+        log.info("expired %d unverified requests", expired)
+    swept = export_step.sweep(rt)
+    if swept:
+        log.info("removed %d leftover export parts", swept)
+
+
 @dataclass(frozen=True)
 class HeldTask:
     """A task running under another worker's lease."""
@@ -143,18 +158,9 @@ class InProcessExecutor:
                 log.warning("housekeeping role not given up (%s)", type(exc).__name__)
 
     def housekeeping(self) -> None:
-        """Periodic chores: expire requests never verified in time, remove
-        export parts no request needs."""
-        from .workflow.requests import expire_unverified
-
+        """:func:`housekeeping_chores`, never killing the worker over one."""
         try:
-            with self.rt.transaction() as session:
-                expired = expire_unverified(session, self.rt)
-            if expired:
-                log.info("expired %d unverified requests", expired)
-            swept = export_step.sweep(self.rt)
-            if swept:
-                log.info("removed %d leftover export parts", swept)
+            housekeeping_chores(self.rt)
         except Exception as exc:  # never kill the worker over a chore
             if is_unavailable(exc):
                 self._outage.failed(exc)
