@@ -3,7 +3,8 @@ heartbeat while the work runs, taken back from a worker that died.
 
 * :func:`claim` takes the oldest runnable task: pending and due, or running
   under a lease that ran out (its worker died: a *reclaim*, counted apart from
-  attempts so crashes never use up a task's retries).
+  attempts so crashes never use up a task's retries); :func:`claim_task`
+  takes one named task by the same rules (the Celery executor's messages).
 * :class:`Heartbeat` renews the lease from a thread of its own every quarter
   of ``TASK_LEASE_SECONDS``, also while one long connector call runs, so a
   live worker never loses its task and a dead one's task is free again within
@@ -70,6 +71,39 @@ def claim(rt: Runtime, owner: str) -> int | None:
         task.status, task.lease_owner = "running", owner
         task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
         return task.id
+
+
+def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
+    """Take the task ``task_id`` under a fresh lease if it is runnable, by the
+    rules of :func:`claim` (pending and due, or running under a lease that ran
+    out: a reclaim, counted and audited); ``False`` otherwise: done, not due
+    yet, held under a live lease, its request not processing, or locked by a
+    worker claiming it right now. A transport's message names a task; this
+    decides whether it still is one to run (a duplicate message is harmless)."""
+    now = utcnow()
+    with rt.transaction() as session:
+        task = session.execute(
+            select(Task).join(Request, Request.id == Task.request_id)
+            .where(Task.id == task_id, Request.status == Status.PROCESSING.value,
+                   or_((Task.status == "pending") & (Task.not_before <= now),
+                       (Task.status == "running") & (Task.lease_expires_at < now)))
+            .with_for_update(skip_locked=True, of=Task)
+        ).scalar_one_or_none()
+        if task is None:
+            return False
+        if task.status == "running":
+            task.reclaims += 1
+            log.warning("task %s taken over from a worker that stopped renewing its lease",
+                        task.id)
+            audit.record(session, rt.crypto, "task.reclaimed", actor="system",
+                         request_id=task.request_id,
+                         details={"task": task.id, "step": task.step,
+                                  "connector": task.connector, "reclaims": task.reclaims})
+        else:
+            task.attempts += 1
+        task.status, task.lease_owner = "running", owner
+        task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
+        return True
 
 
 def renew(rt: Runtime, task_id: int, owner: str) -> None:
