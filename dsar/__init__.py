@@ -22,7 +22,8 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     only in production, so CLI commands like ``dsar db upgrade`` work before a
     connector file exists. ``connector_types`` adds connector classes by type
     name without entry points (tests). Raises :class:`dsar.config.ConfigError`.
-    Starts no threads.
+    Starts no threads (with ``DSAR_EXECUTOR=celery`` it installs the task
+    publisher, which connects to the broker on first use).
     """
     from .config import load_settings
     from .runtime import Runtime, close_request_session
@@ -37,6 +38,10 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     logging.getLogger("dsar").setLevel(settings["LOG_LEVEL"])
     if load_connectors if load_connectors is not None else settings["ENV"] == "production":
         _ = rt.connectors
+    if settings["EXECUTOR"] == "celery":  # every process publishes its runnable tasks
+        from .celery_executor import install_publisher
+
+        install_publisher(rt)
     _register_web(app)
     return app
 

@@ -1,6 +1,6 @@
 """Shared fixtures for dsar's tests.
 
-Three real servers, each a running one or a throwaway one the tests start (and stop
+Four real servers, each a running one or a throwaway one the tests start (and stop
 at the end, at exit or on SIGTERM); when none can be had the run exits with code 3
 saying what to install, tests are never skipped:
 
@@ -17,6 +17,9 @@ saying what to install, tests are never skipped:
   ``DSAR_TEST_REDIS_PROBE``, default 127.0.0.1:6379; password ``REDISCLI_AUTH``,
   database ``DSAR_TEST_REDIS_DB``, default 13). Fixtures ``redis_db`` and
   ``redis_server``; hook ``pytest_collection_modifyitems``.
+* RabbitMQ, tests/support/rabbitmq.py: ``DSAR_TEST_RABBITMQ`` (unset: probe
+  ``DSAR_TEST_RABBITMQ_PROBE``, default 127.0.0.1:5672, guest/guest). Fixture
+  ``rabbitmq_server``; hook ``pytest_runtestloop``.
 
 What they share (free ports, ``host:port`` parsing, stale scratch dirs, the cleanup
 registry, exit code 3, the one ``pytest_report_header``, re-exported by postgres.py)
@@ -28,11 +31,12 @@ one name. A ``pytest_configure`` (or any of the hooks above) added here must cal
 the module's own.
 """
 
-from tests.support import mariadb, postgres, redis
+from tests.support import mariadb, postgres, rabbitmq, redis
 from tests.support.app import *  # noqa: F401,F403
 from tests.support.mariadb import *  # noqa: F401,F403
 from tests.support.postgres import *  # noqa: F401,F403
+from tests.support.rabbitmq import *  # noqa: F401,F403
 from tests.support.redis import *  # noqa: F401,F403
 from tests.support.servers import check_unique_hooks
 
-check_unique_hooks(postgres, mariadb, redis)
+check_unique_hooks(postgres, mariadb, redis, rabbitmq)

@@ -71,11 +71,18 @@ def run_command(host: str, port: int) -> None:
 def worker_command(workers: int | None, grace: float) -> None:
     """Run the workers as a long-running process (production: beside gunicorn
     serving wsgi.py; as many processes as you like). Stops on SIGTERM or
-    SIGINT, finishing or handing back its tasks."""
+    SIGINT, finishing or handing back its tasks. With DSAR_EXECUTOR=celery it
+    is a Celery worker (a pool of --workers threads) on DSAR_BROKER_URL."""
     from ..executor import InProcessExecutor
 
     rt = runtime()
     connectors_or_fail(rt)
+    if rt.settings["EXECUTOR"] == "celery":  # a Celery worker, its pool and sweeper
+        from ..celery_executor import run_worker
+
+        run_worker(rt, workers or int(rt.settings["WORKERS"]), grace)
+        rt.close()
+        return
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
