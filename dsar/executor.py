@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from . import wakeup
+from . import outbox, wakeup
 from .database import Outage, is_unavailable, utcnow
 from .models import Request, Task
 from .runtime import Runtime
@@ -34,6 +34,8 @@ from .workflow.states import Status
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 60.0
+#: how often mail is looked for without a wake-up (retries falling due)
+MAIL_POLL_SECONDS = 2.0
 #: longest pause between two polls while the app database is unreachable
 MAX_OUTAGE_BACKOFF_SECONDS = 10.0
 
@@ -79,6 +81,7 @@ class InProcessExecutor:
         self.poll_seconds = poll_seconds
         self.id = uuid.uuid4().hex[:12]
         self._wake = threading.Event()
+        self._mail_wake = threading.Event()
         self._stop = threading.Event()
         #: set when stopping past the grace period: running calls are asked to stop
         self._shutdown = threading.Event()
@@ -86,18 +89,20 @@ class InProcessExecutor:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._outage = Outage(log, "workers back off until it returns")
-        self._listener = wakeup.Listener(rt, self._wake.set)
+        self._listener = wakeup.Listener(rt, lambda: self._on_work(frozenset()))
 
     def _on_work(self, _task_ids: frozenset[int]) -> None:
         self._wake.set()
+        self._mail_wake.set()
 
     def start(self) -> InProcessExecutor:
         wakeup.listen(self.rt, self._on_work)
         self._listener.start()
         self._threads = [threading.Thread(target=self._loop, name=f"dsar-worker-{index}",
                                           daemon=True) for index in range(self.workers)]
-        self._threads.append(threading.Thread(target=self._housekeeper, daemon=True,
-                                              name="dsar-housekeeper"))
+        self._threads += [threading.Thread(target=self._housekeeper, daemon=True,
+                                           name="dsar-housekeeper"),
+                          threading.Thread(target=self._mailer, daemon=True, name="dsar-mailer")]
         for thread in self._threads:
             thread.start()
         log.info("executor %s started with %d workers", self.id, self.workers)
@@ -108,6 +113,7 @@ class InProcessExecutor:
         ask their connector calls to stop and hand the tasks back."""
         self._stop.set()
         self._wake.set()
+        self._mail_wake.set()
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
@@ -156,6 +162,31 @@ class InProcessExecutor:
                 lease.drop_role(self.rt, "housekeeping", holder)
             except Exception as exc:  # it runs out on its own
                 log.warning("housekeeping role not given up (%s)", type(exc).__name__)
+
+    def _mailer(self) -> None:
+        """Send queued mail (:mod:`dsar.outbox`): after a commit that queued
+        some, every ``MAIL_POLL_SECONDS`` for retries, and once more on stop."""
+        while True:
+            stopping = self._stop.is_set()
+            if self.deliver_mail() >= outbox.BATCH and not stopping:
+                continue
+            if stopping:
+                return
+            self._mail_wake.wait(MAIL_POLL_SECONDS)
+            self._mail_wake.clear()
+
+    def deliver_mail(self) -> int:
+        """One batch of due mail; the count sent (0 while the database is away)."""
+        try:
+            sent = outbox.deliver_due(self.rt)
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("mail delivery failed")
+            return 0
+        self._outage.ended()
+        return sent
 
     def housekeeping(self) -> None:
         """:func:`housekeeping_chores`, never killing the worker over one."""

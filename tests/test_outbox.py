@@ -281,8 +281,6 @@ def test_a_rolled_back_change_sends_nothing(
     assert outbox.deliver_due(rt) == 0 and mails(rt) == [] and smtp_server.received == []
 
 
-@pytest.mark.xfail(strict=True, reason="until the executor calls outbox.deliver_due (issue "
-                   "10, the engine's half): then this passes; remove the mark")
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_in_process_executor_delivers_queued_mail(make_app: Callable[..., Flask],
                                                        tmp_path: Path) -> None:

@@ -222,6 +222,8 @@ def requests_process(workers: int | None, timeout: float) -> None:
                 click.echo(f"  {task.request_id}  {task.connector} {task.step}  lease until "
                            f"{task.lease_expires_at.isoformat(timespec='seconds')}")
         idle = executor.wait_until_idle(timeout)
+        while idle and executor.deliver_mail():  # mail the work queued (notices)
+            pass
     if not idle:
         raise click.ClickException(f"work still pending after {timeout:.0f} s")
     click.echo("no pending work")
