@@ -58,7 +58,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from sqlalchemy import or_, select
 
 from . import wakeup
@@ -102,9 +102,25 @@ def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class _Tick(bootsteps.StartStopStep):
+    """Wake the worker's event loop every second: with only far timers (AMQP)
+    it sleeps up to 10 s, and a warm shutdown waited for it."""
+
+    requires = {"celery.worker.components:Hub"}
+
+    def start(self, worker: Any) -> None:
+        if getattr(worker, "hub", None) is not None:
+            worker.hub.call_repeatedly(1.0, _noop)
+
+
+def _noop() -> None:
+    pass
+
+
 def make_celery(settings: Mapping[str, Any]) -> Celery:
     app = Celery("dsar", set_as_current=False)
     app.conf.update(celery_config(settings))
+    app.steps["worker"].add(_Tick)
     return app
 
 

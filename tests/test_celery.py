@@ -1,0 +1,183 @@
+"""The Celery executor against real brokers (Redis and RabbitMQ): real worker
+processes (``celery -A dsar.celery_executor worker`` and ``dsar worker``) on
+the demo stores; requests submitted by ``dsar requests submit`` publish their
+tasks. A SIGKILLed worker's task completes exactly once; a lost message is
+republished by the one sweeper."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from dsar.models import WorkerRole
+from tests.support.rabbitmq import RabbitMqServer
+from tests.support.redis import RedisServer
+from tests.support.workers import DSAR, Instance, make_instance, store_state, wait_for
+
+CELERY = str(Path(DSAR).with_name("celery"))
+
+
+@dataclass
+class Broker:
+    kind: str
+    url: str
+    queue: str
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest, redis_server: RedisServer,
+           rabbitmq_server: RabbitMqServer) -> Iterator[Broker]:
+    """A broker URL and a queue of this test's own, deleted afterwards."""
+    url = redis_server.url(13) if request.param == "redis" else rabbitmq_server.url()
+    queue = f"dsar-test-{os.getpid()}-{secrets.token_hex(4)}"
+    yield Broker(request.param, url, queue)
+    _delete_queue(url, queue)
+
+
+def _delete_queue(url: str, queue: str) -> None:
+    """Drop the test's queue, its exchange and (Redis) the unacknowledged
+    messages a killed worker left in the transport's shared hash."""
+    from kombu import Connection, Exchange, Queue
+
+    with Connection(url, connect_timeout=5) as conn:
+        channel = conn.default_channel
+        Queue(queue, Exchange(queue), routing_key=queue)(channel).delete()
+        Exchange(queue)(channel).delete()
+        client = getattr(channel, "client", None)
+        if client is not None:  # kombu's Redis transport: "unacked" hash + index
+            for tag, raw in client.hgetall("unacked").items():
+                if json.loads(raw)[2] == queue:
+                    client.hdel("unacked", tag)
+                    client.zrem("unacked_index", tag)
+
+
+def celery_instance(path: Path, broker: Broker, **settings: str) -> Instance:
+    return make_instance(path, EXECUTOR="celery", BROKER_URL=broker.url,
+                         CELERY_QUEUE=broker.queue, TASK_LEASE_SECONDS="1", **settings)
+
+
+class Worker:
+    """A Celery worker process (its own process group), logging to a file."""
+
+    def __init__(self, instance: Instance, log: Path, faults: str = "",
+                 command: str = "celery") -> None:
+        self.log = log
+        queue = instance.settings["CELERY_QUEUE"]
+        args = ([CELERY, "-A", "dsar.celery_executor", "worker", "--pool=threads", "-c", "2",
+                 "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "-l", "INFO"] if command == "celery" else [DSAR, "worker", "--workers", "2"])
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(args, env=instance.env(faults),  # noqa: S603
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def status(instance: Instance, request_id: str) -> str:
+    return str(instance.show(request_id)["status"])
+
+
+def test_a_request_completes_through_celery(tmp_path: Path, broker: Broker,
+                                            workers: list[Worker]) -> None:
+    """Nothing polls: only the published messages can get the tasks run."""
+    instance = celery_instance(tmp_path / "instance", broker)
+    command = "celery" if broker.kind == "redis" else "dsar"  # both ways to start one
+    workers.append(Worker(instance, tmp_path / "worker.log", command=command))
+    access = instance.submit("access", instance.info.emails[0])
+    erasure = instance.submit("erasure", instance.info.emails[1])
+    for request_id in (access, erasure):
+        wait_for(lambda r=request_id: status(instance, r) == "completed", 30, step=0.2)
+    view = instance.show(access)
+    assert all((t["attempts"], t["reclaims"]) == (1, 0) for t in view["tasks"]), view
+    assert "republished" not in workers[0].output()  # delivered, not swept
+    assert workers[0].stop() == 0, workers[0].output()
+    instance.audit_verify()
+
+
+def _reference_erasure(path: Path, email: str) -> dict[str, Any]:
+    """The stores after the same erasure, run by the in-process executor uninterrupted."""
+    instance = make_instance(path)
+    request_id = instance.submit("erasure", email)
+    done = instance.dsar("requests", "process", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert status(instance, request_id) == "completed"
+    return store_state(instance.info)
+
+
+def test_a_killed_celery_worker_leaves_a_task_that_completes_once(
+        tmp_path: Path, broker: Broker, workers: list[Worker]) -> None:
+    """SIGKILL right after a connector call (the erasure is done, not yet
+    recorded): a new worker takes the task up as a reclaim, not an attempt,
+    and the stores end as an uninterrupted run leaves them."""
+    instance = celery_instance(tmp_path / "instance", broker)
+    email = instance.info.emails[2]
+    crashing = Worker(instance, tmp_path / "crash.log", faults="task.before_complete=kill")
+    workers.append(crashing)
+    request_id = instance.submit("erasure", email)
+    wait_for(lambda: crashing.proc.poll() is not None, 30, step=0.1)
+    assert crashing.proc.returncode == -signal.SIGKILL, crashing.output()
+    assert status(instance, request_id) == "processing"
+    workers.append(Worker(instance, tmp_path / "worker.log"))
+    wait_for(lambda: status(instance, request_id) == "completed", 30, step=0.2)
+    tasks = instance.show(request_id)["tasks"]
+    taken = [t for t in tasks if t["reclaims"]]
+    assert taken, tasks
+    assert all(t["attempts"] == 1 and t["reclaims"] in (0, 1) for t in tasks), tasks
+    assert store_state(instance.info) == _reference_erasure(tmp_path / "reference", email)
+    instance.audit_verify()
+
+
+def test_a_lost_message_is_republished_by_the_one_sweeper(
+        tmp_path: Path, broker: Broker, workers: list[Worker]) -> None:
+    """A request whose tasks were committed with no publisher (as if their
+    messages were lost) completes: of two worker processes, exactly one holds
+    the housekeeping role and republishes them."""
+    instance = celery_instance(tmp_path / "instance", broker)
+    instance.settings["EXECUTOR"] = "inprocess"  # submit without publishing
+    request_id = instance.submit("access", instance.info.emails[3])
+    instance.settings["EXECUTOR"] = "celery"
+    assert status(instance, request_id) == "processing"
+    workers += [Worker(instance, tmp_path / f"worker-{n}.log") for n in range(2)]
+    wait_for(lambda: status(instance, request_id) == "completed", 30, step=0.2)
+    swept = [w for w in workers if "republished" in w.output()]
+    assert len(swept) == 1, [w.output()[-2000:] for w in workers]
+    engine = create_engine(f"sqlite:///{instance.path / 'dsar.db'}")
+    try:
+        with engine.connect() as conn:
+            holder = conn.scalar(select(WorkerRole.holder).where(
+                WorkerRole.name == "housekeeping"))
+    finally:
+        engine.dispose()
+    assert holder is not None and holder.endswith(":sweeper")
+    tasks = instance.show(request_id)["tasks"]
+    assert all((t["attempts"], t["reclaims"]) == (1, 0) for t in tasks), tasks
