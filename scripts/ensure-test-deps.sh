@@ -15,12 +15,16 @@
 #                                            (host:port) or 127.0.0.1:6379, or a redis-server
 #                                            binary for the tests to start a throwaway one
 #                                            (Debian package `redis-server`).
-#   scripts/ensure-test-deps.sh              all three of the above.
+#   scripts/ensure-test-deps.sh rabbitmq     RabbitMQ: a broker answering at $DSAR_TEST_RABBITMQ
+#                                            (host:port) or 127.0.0.1:5672, or a
+#                                            rabbitmq-server for the tests to start a throwaway
+#                                            one (Debian package `rabbitmq-server`).
+#   scripts/ensure-test-deps.sh              all four of the above.
 #   scripts/ensure-test-deps.sh python-venv  Debian's python3-venv (for `python3 -m venv`).
 #
 # Installs with apt-get as root or through `sudo -n`; otherwise prints what to
 # install and exits 1. Starts no service: tests/support/postgres.py,
-# tests/support/mariadb.py and tests/support/redis.py do that.
+# tests/support/mariadb.py, tests/support/redis.py and tests/support/rabbitmq.py do that.
 set -euo pipefail
 
 APT_UPDATED=0
@@ -117,6 +121,15 @@ ensure_redis() {
     ensure_server redis "${DSAR_TEST_REDIS:-}" 127.0.0.1:6379 have_redis_binary redis-server
 }
 
+have_rabbitmq_binary() {
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
+        || [ -x /usr/sbin/rabbitmq-server ]
+}
+
+ensure_rabbitmq() {
+    ensure_server rabbitmq "${DSAR_TEST_RABBITMQ:-}" 127.0.0.1:5672 have_rabbitmq_binary rabbitmq-server
+}
+
 ensure_python_venv() {
     # Called by the Makefile when `python3 -m venv` failed (Debian ships venv apart).
     local py="${PYTHON:-python3}" ver
@@ -126,10 +139,11 @@ ensure_python_venv() {
 }
 
 case "${1:-all}" in
-    all) ensure_postgresql; ensure_mariadb; ensure_redis ;;
+    all) ensure_postgresql; ensure_mariadb; ensure_redis; ensure_rabbitmq ;;
     postgresql) ensure_postgresql ;;
     mariadb) ensure_mariadb ;;
     redis) ensure_redis ;;
+    rabbitmq) ensure_rabbitmq ;;
     python-venv) ensure_python_venv ;;
-    *) echo "usage: $0 [all|postgresql|mariadb|redis|python-venv]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|postgresql|mariadb|redis|rabbitmq|python-venv]" >&2; exit 2 ;;
 esac
