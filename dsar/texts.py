@@ -138,9 +138,6 @@ DEFAULTS: dict[str, str] = {
     "error.unavailable.title": "Please try again shortly",
     "error.unavailable.body": "Our service is briefly unavailable. Please try again in a few "
                               "seconds.",
-    "error.mail.title": "We could not send the code",
-    "error.mail.body": "Our mail service did not accept the email. Nothing was saved: please "
-                       "try again later.",
     # api
     "api.invalid_fields": "Some fields are not valid: {fields}.",
     "api.body_empty": "The request body is empty: send a JSON object.",
@@ -157,8 +154,6 @@ DEFAULTS: dict[str, str] = {
     "api.no_route": "There is no such API address.",
     "api.method_not_allowed": "This address does not accept {method}.",
     "api.rate_limited": "Too many attempts. Wait a while, then try again.",
-    "api.mail_unavailable": "We could not send the verification email. Nothing was saved: "
-                            "please try again later.",
     "api.unavailable": "The service is briefly unavailable. Please try again in a few "
                        "seconds.",
     "api.no_export": "Only an access request has data to download.",

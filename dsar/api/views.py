@@ -18,7 +18,6 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, MapAdapter, Rule
 
 from ..extensions import client_address, email_key, rate_limits, request_key
-from ..mail import MailError
 from ..models import Request
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
@@ -64,13 +63,10 @@ def limited(name: str, *keys: Callable[[], str]) -> Callable[[F], F]:
 def submit() -> ResponseReturnValue:
     data = load(SubmitBody())
     rt = runtime()
-    try:
-        with rt.transaction() as session:
-            started = verification.receive(session, rt, data["kind"], data["email"],
-                                           name=data["name"], message=data["message"])
-            created = started.request
-    except MailError as exc:
-        raise mail_down(exc) from None
+    with rt.transaction() as session:
+        started = verification.receive(session, rt, data["kind"], data["email"],
+                                       name=data["name"], message=data["message"])
+        created = started.request
     body = SubmittedView().dump({"id": created.id, "status": created.status,
                                  "due_at": created.due_at, "status_token": started.status_token})
     return body, 202, {"Location": url_for(".status", request_id=created.id)}
@@ -103,13 +99,11 @@ def resend(request_id: str) -> ResponseReturnValue:
         with rt.transaction() as session:
             found = owned(session, rt, request_id)
             load(ResendBody(), required=False)
-            verification.resend(session, rt, rt.mailer, rt.texts, found, g.api_token)
+            verification.resend(session, rt, rt.texts, found, g.api_token)
             body = ResentView().dump({"id": found.id, "status": found.status,
                                       "message": text("resend.sent")})
     except verification.VerificationError as exc:
         raise refusal(exc) from None
-    except MailError as exc:
-        raise mail_down(exc) from None
     return body, 202
 
 
@@ -185,12 +179,6 @@ def refusal(exc: verification.VerificationError) -> ApiError:
         extra["retry_after"] = exc.params["seconds"]
         headers["Retry-After"] = str(exc.params["seconds"])
     return ApiError(status_code, code, text(exc.key, **exc.params), headers=headers, **extra)
-
-
-def mail_down(exc: MailError) -> ApiError:
-    log.warning("verification mail not sent, nothing saved: %s", exc)
-    return ApiError(503, "mail_unavailable", text("api.mail_unavailable"),
-                    headers={"Retry-After": "60"})
 
 
 def status_document(session: Session, rt: Runtime, found: Request) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..extensions import email_key, keep_own_retry_after, rate_limits, request_key
-from ..mail import MailError
 from ..models import Request
 from ..runtime import Runtime, runtime
 from ..workflow import downloads, verification
@@ -55,12 +54,9 @@ def submit() -> Response | BaseResponse:
         return render("portal_form.html", 400, values=form.values, errors=form.errors,
                       summary=summary(form.errors))
     data = form.data
-    try:
-        with rt.transaction() as session:
-            started = verification.receive(session, rt, data["kind"], data["email"],
-                                           name=data.get("name"), message=data.get("message"))
-    except MailError:
-        return message("error.mail.title", rt.texts["error.mail.body"], 503)
+    with rt.transaction() as session:
+        started = verification.receive(session, rt, data["kind"], data["email"],
+                                       name=data.get("name"), message=data.get("message"))
     tokens.remember(started.request.id, started.status_token)
     return _to_status(started.request.id)
 
@@ -119,8 +115,7 @@ def resend(request_id: str) -> Response | BaseResponse:
     try:
         with rt.transaction() as session:
             found = _load(session, rt, request_id)
-            verification.resend(session, rt, rt.mailer, rt.texts, found,
-                                tokens.token_for(request_id))
+            verification.resend(session, rt, rt.texts, found, tokens.token_for(request_id))
     except verification.ResendTooSoon as exc:
         response = message("error.429.title", rt.texts[exc.key].format(**exc.params), 429)
         response.headers["Retry-After"] = str(exc.params["seconds"])
@@ -128,8 +123,6 @@ def resend(request_id: str) -> Response | BaseResponse:
         return response
     except verification.NotWaiting as exc:
         return message("error.409.title", rt.texts[exc.key], 409)
-    except MailError:
-        return message("error.mail.title", rt.texts["error.mail.body"], 503)
     flash(rt.texts["resend.sent"])
     return _to_status(request_id)
 

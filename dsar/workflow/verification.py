@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from .. import audit, outbox
 from ..crypto import constant_time_equal
 from ..database import utcnow
-from ..mail import Mailer
 from ..models import Request, Verification
 from ..runtime import Runtime
 from . import requests as flow
@@ -80,10 +79,9 @@ def token_digest(rt: Runtime, token: str) -> str:
     return rt.crypto.token_digest(f"status:{token}")
 
 
-def start(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
-          request: Request) -> Started:
-    """Give a received request its status token and queue the first code.
-    (``mailer`` is not used: mail goes through the outbox.)"""
+def start(session: Session, rt: Runtime, texts: dict[str, str], request: Request) -> Started:
+    """Give a received request its status token and queue the first code
+    (sent by the workers: :mod:`dsar.outbox`)."""
     token = secrets.token_urlsafe(32)
     request.status_token_digest = token_digest(rt, token)
     transition(session, rt.crypto, request, Status.VERIFYING, actor="system")
@@ -91,10 +89,9 @@ def start(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
     return Started(request, token)
 
 
-def resend(session: Session, rt: Runtime, mailer: Mailer, texts: dict[str, str],
-           request: Request, status_token: str) -> None:
-    """A new code, after the cooldown; the old one stops working. (``mailer``
-    is not used: mail goes through the outbox.)"""
+def resend(session: Session, rt: Runtime, texts: dict[str, str], request: Request,
+           status_token: str) -> None:
+    """A new code, after the cooldown; the old one stops working."""
     if request.status != Status.VERIFYING.value:
         raise NotWaiting()
     # locked: resends at the same moment must see each other's sent_at
@@ -159,7 +156,7 @@ def receive(session: Session, rt: Runtime, kind: str, email: str, *, name: str |
     (sent by a worker once the caller has committed)."""
     request = flow.submit(session, rt, kind, {"email": [email]}, name=name, message=message,
                           actor="requester")
-    return start(session, rt, rt.mailer, rt.texts, request)
+    return start(session, rt, rt.texts, request)
 
 
 def by_token(session: Session, rt: Runtime, request_id: str, token: str) -> Request | None:
