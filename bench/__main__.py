@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import functools
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,7 +189,15 @@ def _compare_one(pg: Pg, root: Path, module: Any, api: Any, pid: int, shop_db: t
     return {"dsar": ours, "leader": theirs, "ratio": ratio}
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Run from a background shell, SIGINT arrives ignored, and children would
+    # inherit that: take it back, and let SIGTERM clean up the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     args = arguments()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     app_dbs = [d.strip() for d in args.app_db.split(",") if d.strip()]
