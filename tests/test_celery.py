@@ -11,18 +11,28 @@ import os
 import secrets
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from flask import Flask
+from sqlalchemy import create_engine, select, update
 
-from dsar.models import WorkerRole
+from dsar import create_app
+from dsar.celery_executor import install_publisher, uninstall_publisher
+from dsar.config import ConfigError, load_settings
+from dsar.database import utcnow
+from dsar.models import Task, WorkerRole
+from dsar.runtime import Runtime
+from dsar.workflow import lease
+from tests.support.engine_connectors import Script
 from tests.support.rabbitmq import RabbitMqServer
 from tests.support.redis import RedisServer
 from tests.support.workers import DSAR, Instance, make_instance, store_state, wait_for
+from tests.test_engine import actions, submit, tasks_of, two_stores
 
 CELERY = str(Path(DSAR).with_name("celery"))
 
@@ -181,3 +191,74 @@ def test_a_lost_message_is_republished_by_the_one_sweeper(
     assert holder is not None and holder.endswith(":sweeper")
     tasks = instance.show(request_id)["tasks"]
     assert all((t["attempts"], t["reclaims"]) == (1, 0) for t in tasks), tasks
+
+
+# --- in-process: the claim, the settings, the publisher ------------------------------------
+
+
+def _set_task(rt: Runtime, task_id: int, **values: Any) -> None:
+    with rt.transaction() as session:
+        session.execute(update(Task).where(Task.id == task_id).values(**values))
+
+
+def test_claim_task_takes_a_named_task_only_when_runnable(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    """The rules of lease.claim for one task: pending and due, or a lease that
+    ran out (a reclaim: counted, audited); never done, not due, or held."""
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    task = tasks_of(rt, request_id)[0]
+    _set_task(rt, task.id, not_before=utcnow() + timedelta(seconds=60))
+    assert not lease.claim_task(rt, task.id, "w:not-due")
+    _set_task(rt, task.id, not_before=utcnow())
+    assert lease.claim_task(rt, task.id, "w:first")
+    assert not lease.claim_task(rt, task.id, "w:second")  # a live lease
+    _set_task(rt, task.id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    assert lease.claim_task(rt, task.id, "w:third")
+    again = next(t for t in tasks_of(rt, request_id) if t.id == task.id)
+    assert (again.lease_owner, again.attempts, again.reclaims) == ("w:third", 1, 1)
+    assert actions(rt, request_id).count("task.reclaimed") == 1
+    _set_task(rt, task.id, status="succeeded", lease_owner=None, lease_expires_at=None)
+    assert not lease.claim_task(rt, task.id, "w:fourth")
+    assert not lease.claim_task(rt, 10**9, "w:fifth")  # no such task
+
+
+def test_celery_needs_a_broker(tmp_path: Path) -> None:
+    settings = {"SECRET_KEY": "s" * 40, "EXECUTOR": "celery",
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'dsar.db'}"}
+    with pytest.raises(ConfigError, match="DSAR_BROKER_URL"):
+        create_app(settings)
+    with pytest.raises(ConfigError, match="DSAR_EXECUTOR: expected inprocess or celery"):
+        load_settings({"DSAR_EXECUTOR": "threads"}, settings, str(tmp_path))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_retry_is_published_with_its_countdown(
+        make_app: Callable[..., Flask], scripts: dict[str, Script],
+        redis_server: RedisServer) -> None:
+    """A commit publishes one message per runnable task; a task due later goes
+    with that ETA; one due beyond the horizon waits for the sweeper."""
+    queue = f"dsar-test-{os.getpid()}-{secrets.token_hex(4)}"
+    url = redis_server.url(13)
+    rt = make_app(two_stores(scripts), EXECUTOR="celery", BROKER_URL=url,
+                  CELERY_QUEUE=queue).extensions["dsar"]
+    client = redis_server.client(13)
+    try:
+        request_id = submit(rt)  # discover or work tasks: one message each
+        published = [json.loads(m) for m in client.lrange(queue, 0, -1)]
+        ids = sorted(m["headers"]["argsrepr"] for m in published)
+        assert ids == sorted(f"[{t.id}]" for t in tasks_of(rt, request_id))
+        assert all(m["headers"]["eta"] is None for m in published)
+        client.delete(queue)
+        task = tasks_of(rt, request_id)[0]
+        publisher = install_publisher(rt)
+        soon = utcnow() + timedelta(seconds=30)
+        assert publisher.publish(task.id, soon)
+        eta = json.loads(client.lpop(queue))["headers"]["eta"]
+        assert abs((datetime.fromisoformat(eta) - soon).total_seconds()) < 2
+        assert not publisher.publish(task.id, utcnow() + timedelta(hours=1))
+        assert client.llen(queue) == 0
+    finally:
+        uninstall_publisher(rt)
+        client.close()
+        _delete_queue(url, queue)
