@@ -145,6 +145,8 @@ def leader(pg: Pg, say: Any = print) -> Iterator[tuple[ModuleType, Any, int]]:
         module.PG = {"host": pg.host, "port": pg.port, "username": "postgres",
                      "password": "postgres"}
         yield module, module.Api("fidesadmin", "fidesadminsecret"), fides.pid
+    with psycopg.connect(f"{pg.dsn} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{FIDES_DB}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
