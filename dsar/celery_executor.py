@@ -32,6 +32,10 @@ worker -Q <DSAR_CELERY_QUEUE>`` (any pool; prefork works too). Both need the sam
   message waiting for its countdown is not delivered twice. A dead worker's
   task does not wait for it either: the sweeper republishes it once its lease
   ran out.
+* **Mail.** A commit that queued mail publishes ``dsar.deliver_mail``
+  (:func:`dsar.outbox.deliver_due` in a worker); the sweeper thread of every
+  worker process also delivers every ``MAIL_POLL_SECONDS`` (retries, and mail
+  queued in a commit that also made tasks runnable).
 * **The sweeper.** One thread per worker process tries to hold the
   ``housekeeping`` role (:func:`dsar.workflow.lease.hold_role`); the one
   holder, in one process of the deployment, republishes rows a lost message
@@ -61,9 +65,9 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from sqlalchemy import or_, select
 
-from . import wakeup
+from . import outbox, wakeup
 from .database import is_unavailable, utcnow
-from .executor import HOUSEKEEPING_SECONDS, housekeeping_chores
+from .executor import HOUSEKEEPING_SECONDS, MAIL_POLL_SECONDS, housekeeping_chores
 from .models import Request, Task
 from .runtime import Runtime
 from .workflow import lease, tasks
@@ -72,6 +76,7 @@ from .workflow.states import Status
 log = logging.getLogger(__name__)
 
 TASK_NAME = "dsar.run_task"
+MAIL_TASK_NAME = "dsar.deliver_mail"
 #: tasks due further ahead are published by the sweeper once due, not held by a worker
 ETA_HORIZON_SECONDS = 600.0
 #: Redis: redelivery of a message not acknowledged within this (see the docstring)
@@ -141,9 +146,10 @@ class Publisher:
         self._failing = False
 
     def __call__(self, task_ids: frozenset[int]) -> None:
-        if not task_ids:
-            return  # mail only
         try:
+            if not task_ids:  # a commit that queued mail
+                self.app.send_task(MAIL_TASK_NAME, queue=self.queue, ignore_result=True)
+                return
             with self.rt.sessionmaker() as session:
                 rows = session.execute(select(Task.id, Task.not_before)
                                        .where(Task.id.in_(sorted(task_ids)))).all()
@@ -253,6 +259,22 @@ def run_task(task_id: int) -> str:
     return "ran"
 
 
+@celery_app.task(name=MAIL_TASK_NAME, ignore_result=True, acks_late=True)
+def deliver_mail() -> int:
+    """Send the outbox's due mail now (a commit queued some); the sweeper
+    thread of every worker process also sends it every MAIL_POLL_SECONDS."""
+    return _deliver_mail(worker_runtime())
+
+
+def _deliver_mail(rt: Runtime) -> int:
+    try:
+        return outbox.deliver_due(rt)
+    except Exception as exc:  # the mail waits in the outbox
+        if not is_unavailable(exc):
+            log.exception("mail delivery failed")
+        return 0
+
+
 # --- the sweeper ------------------------------------------------------------------------
 
 class Sweeper:
@@ -264,7 +286,7 @@ class Sweeper:
         self.holder = f"celery-{uuid.uuid4().hex[:12]}:sweeper"
         self.lease = lease.lease_seconds(rt)
         self.role_seconds = max(3 * self.lease, 5.0)
-        self.tick = max(min(self.role_seconds / 6, self.lease / 2), 0.25)
+        self.tick = max(min(self.role_seconds / 6, self.lease / 2, MAIL_POLL_SECONDS), 0.25)
         self._next_try: dict[int, tuple[float, float]] = {}  # id: (monotonic, backoff)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dsar-sweeper", daemon=True)
@@ -279,8 +301,11 @@ class Sweeper:
             self._thread.join(10)
 
     def _run(self) -> None:
-        held, next_chores = False, 0.0
+        held, next_chores, next_mail = False, 0.0, 0.0
         while True:
+            if time.monotonic() >= next_mail:  # in every process: retries, missed wake-ups
+                _deliver_mail(self.rt)
+                next_mail = time.monotonic() + MAIL_POLL_SECONDS
             try:
                 held = lease.hold_role(self.rt, "housekeeping", self.holder, self.role_seconds)
                 if held:

@@ -262,3 +262,29 @@ def test_a_retry_is_published_with_its_countdown(
         uninstall_publisher(rt)
         client.close()
         _delete_queue(url, queue)
+
+
+def test_a_verification_code_is_sent_by_a_celery_worker(
+        tmp_path: Path, broker: Broker, workers: list[Worker]) -> None:
+    """No in-process executor anywhere: the commit that queued the code
+    publishes dsar.deliver_mail and a Celery worker sends it (as an .eml
+    file: development, no SMTP)."""
+    from dsar.workflow import verification
+
+    instance = celery_instance(tmp_path / "instance", broker)
+    workers.append(Worker(instance, tmp_path / "worker.log"))
+    settings = {k[len("DSAR_"):]: v for k, v in instance.env().items() if k.startswith("DSAR_")}
+    settings.update(ERASURE_REVIEW=False, TASK_LEASE_SECONDS=1.0,
+                    DATABASE_URL=f"sqlite:///{instance.path / 'dsar.db'}",
+                    OUTBOX_DIR=str(instance.path / "outbox"))
+    rt = create_app(settings).extensions["dsar"]
+    outbox = Path(rt.settings["OUTBOX_DIR"])
+    try:
+        with rt.transaction() as session:
+            verification.receive(session, rt, "access", instance.info.emails[0])
+        wait_for(lambda: outbox.is_dir() and any(outbox.glob("*.eml")), 20, step=0.1)
+    finally:
+        uninstall_publisher(rt)
+        rt.close()
+    assert len(list(outbox.glob("*.eml"))) == 1
+    assert "Task dsar.deliver_mail[" in workers[0].output()
