@@ -46,16 +46,32 @@ def claim(rt: Runtime, owner: str) -> int | None:
 
     A task whose lease ran out is a reclaim: ``reclaims`` grows (and the
     audit trail says so), ``attempts`` does not."""
+    return _claim(rt, owner, None)
+
+
+def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
+    """Take the task ``task_id`` under a fresh lease if it is runnable, by the
+    rules of :func:`claim` (pending and due, or running under a lease that ran
+    out: a reclaim, counted and audited); ``False`` otherwise: done, not due
+    yet, held under a live lease, its request not processing, or locked by a
+    worker claiming it right now. A transport's message names a task; this
+    decides whether it still is one to run (a duplicate message is harmless)."""
+    return _claim(rt, owner, task_id) is not None
+
+
+def _claim(rt: Runtime, owner: str, task_id: int | None) -> int | None:
     now = utcnow()
+    runnable = select(Task).join(Request, Request.id == Task.request_id).where(
+        Request.status == Status.PROCESSING.value,
+        or_((Task.status == "pending") & (Task.not_before <= now),
+            (Task.status == "running") & (Task.lease_expires_at < now)))
+    if task_id is None:
+        runnable = runnable.order_by(Task.not_before, Task.id).limit(1)
+    else:
+        runnable = runnable.where(Task.id == task_id)
     with rt.transaction() as session:
-        task = session.execute(
-            select(Task).join(Request, Request.id == Task.request_id)
-            .where(Request.status == Status.PROCESSING.value,
-                   or_((Task.status == "pending") & (Task.not_before <= now),
-                       (Task.status == "running") & (Task.lease_expires_at < now)))
-            .order_by(Task.not_before, Task.id).limit(1)
-            .with_for_update(skip_locked=True, of=Task)
-        ).scalar_one_or_none()
+        task = session.execute(runnable.with_for_update(skip_locked=True, of=Task)
+                               ).scalar_one_or_none()
         if task is None:
             return None
         if task.status == "running":
@@ -71,39 +87,6 @@ def claim(rt: Runtime, owner: str) -> int | None:
         task.status, task.lease_owner = "running", owner
         task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
         return task.id
-
-
-def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
-    """Take the task ``task_id`` under a fresh lease if it is runnable, by the
-    rules of :func:`claim` (pending and due, or running under a lease that ran
-    out: a reclaim, counted and audited); ``False`` otherwise: done, not due
-    yet, held under a live lease, its request not processing, or locked by a
-    worker claiming it right now. A transport's message names a task; this
-    decides whether it still is one to run (a duplicate message is harmless)."""
-    now = utcnow()
-    with rt.transaction() as session:
-        task = session.execute(
-            select(Task).join(Request, Request.id == Task.request_id)
-            .where(Task.id == task_id, Request.status == Status.PROCESSING.value,
-                   or_((Task.status == "pending") & (Task.not_before <= now),
-                       (Task.status == "running") & (Task.lease_expires_at < now)))
-            .with_for_update(skip_locked=True, of=Task)
-        ).scalar_one_or_none()
-        if task is None:
-            return False
-        if task.status == "running":
-            task.reclaims += 1
-            log.warning("task %s taken over from a worker that stopped renewing its lease",
-                        task.id)
-            audit.record(session, rt.crypto, "task.reclaimed", actor="system",
-                         request_id=task.request_id,
-                         details={"task": task.id, "step": task.step,
-                                  "connector": task.connector, "reclaims": task.reclaims})
-        else:
-            task.attempts += 1
-        task.status, task.lease_owner = "running", owner
-        task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
-        return True
 
 
 def renew(rt: Runtime, task_id: int, owner: str) -> None:
