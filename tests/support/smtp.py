@@ -14,6 +14,7 @@ import asyncio
 import email
 import email.policy
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -21,8 +22,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
 
 from dsar import outbox
+from dsar.database import utcnow
+from dsar.models import OutboxMail
 from dsar.runtime import Runtime
 from tests.support.servers import free_port
 
@@ -30,12 +34,25 @@ __all__ = ["SmtpServer", "deliver", "smtp_server"]
 
 
 def deliver(*runtimes: Runtime) -> int:
-    """Send (or write) every due mail of each runtime's outbox; how many went."""
+    """Send (or write) every due mail of each runtime's outbox; how many went.
+    A mail a running executor's mailer holds right now is waited for (up to
+    10 s), so a test reading the outbox next finds it there."""
     sent = 0
     for rt in runtimes:
         while (batch := outbox.deliver_due(rt)) > 0:
             sent += batch
+        deadline = time.monotonic() + 10
+        while _held_elsewhere(rt) and time.monotonic() < deadline:
+            time.sleep(0.02)
     return sent
+
+
+def _held_elsewhere(rt: Runtime) -> bool:
+    """Is a due mail being sent by someone else (claimed, not yet recorded)?"""
+    with rt.transaction() as session:
+        return bool(session.scalar(select(func.count()).select_from(OutboxMail).where(
+            OutboxMail.status == "pending", OutboxMail.lease_owner.is_not(None),
+            OutboxMail.lease_expires_at > utcnow())))
 
 
 @dataclass
