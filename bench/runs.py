@@ -68,6 +68,11 @@ def serving(root: Path, database_url: str, connectors: Path,
         client = drive.Client(server.base, server.outbox, database_url, deliver)
         try:
             yield server, client
+        except SystemExit as exc:  # say what the server said
+            lines = [line for line in server.log.read_text(errors="replace").splitlines()
+                     if " - - [" not in line]  # not the access log
+            raise SystemExit(f"{exc}\n--- {server.log} (without the access log), "
+                             "last lines:\n" + "\n".join(lines[-25:])) from None
         finally:
             client.close()
 
