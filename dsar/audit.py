@@ -10,7 +10,10 @@ hashes, is detected too.
 :func:`record` appends inside the caller's transaction: the event commits or
 rolls back with the change it describes. Appends serialise on the head row
 (``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` does the same), and
-``prev_hash`` is unique, so the chain cannot fork.
+``prev_hash`` is unique, so the chain cannot fork. The head is locked late:
+a transaction's events are chained together just before it commits (or
+before its next query), after its other changes are flushed, so the lock is
+the transaction's last and is held only for its last statements.
 
 Details must never hold raw identifiers: pass :meth:`Crypto.identifier_digest`
 values instead.
@@ -27,8 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from sqlalchemy import ScalarResult, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ScalarResult, event, select
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from .crypto import Crypto, constant_time_equal
 from .database import utcnow
@@ -72,9 +75,40 @@ def record(session: Session, crypto: Crypto, action: str, *, actor: str,
 
     ``actor`` is who acted (``requester``, ``officer:<name>``, ``system``,
     ``connector:<instance>``, ``cli``); ``details`` a JSON-serialisable mapping
-    without personal data. Returns the flushed event. Raises
-    :class:`AuditHeadMissing` when the head row is gone.
+    without personal data. Returns the event, which is chained (``seq``,
+    hashes, seal) when the transaction commits, or earlier when the session
+    runs a query first (so reads in the transaction see it, as with
+    autoflush): the head row is locked only then, after every other change of
+    the transaction is flushed, so it stays the last lock taken and is held
+    for the shortest time. Inside a savepoint, or as a transaction's first
+    work, the event is chained at once (in a savepoint, before events the
+    outer transaction recorded earlier and has not chained yet).
+    Raises :class:`AuditHeadMissing` (from here or from the commit) when the
+    head row is gone.
     """
+    entry = AuditEvent(
+        actor=actor, action=action, request_id=request_id,
+        details=json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")),
+    )
+    if session.in_nested_transaction() or not session.in_transaction():
+        _append(session, [(crypto, entry)])  # a savepoint's rollback must take it too
+    else:
+        session.info.setdefault(_PENDING, []).append((crypto, entry))
+    return entry
+
+
+_PENDING = "dsar_audit_pending"  # session.info: (crypto, event) not chained yet
+
+
+def _append_pending(session: Session) -> None:
+    """Chain the session's pending events under the locked head, then flush them."""
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        _append(session, pending)
+
+
+def _append(session: Session, pending: list[tuple[Crypto, AuditEvent]]) -> None:
+    session.flush()  # the transaction's other row locks first: the head is the last
     head = session.execute(
         select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
     ).scalar_one_or_none()
@@ -83,19 +117,36 @@ def record(session: Session, crypto: Crypto, action: str, *, actor: str,
         # deleted head (and race with another first append).
         raise AuditHeadMissing("the audit head is missing: run `dsar db upgrade` on a new "
                                "database; otherwise run `dsar audit verify`")
-    event = AuditEvent(
-        seq=head.seq + 1, occurred_at=utcnow(), actor=actor, action=action,
-        request_id=request_id,
-        details=json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")),
-        prev_hash=head.hash,
-    )
-    event.hash = _event_hash(event)
-    event.mac = crypto.audit_mac(event.hash)
-    session.add(event)
-    head.seq, head.hash = event.seq, event.hash
+    crypto = pending[0][0]
+    for sealer, entry in pending:
+        entry.seq, entry.occurred_at, entry.prev_hash = head.seq + 1, utcnow(), head.hash
+        entry.hash = _event_hash(entry)
+        entry.mac = sealer.audit_mac(entry.hash)
+        session.add(entry)
+        head.seq, head.hash = entry.seq, entry.hash
     head.mac = crypto.audit_mac(_head_message(head.seq, head.hash))
     session.flush()
-    return event
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's events were chained already
+        _append_pending(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _before_query(state: ORMExecuteState) -> None:
+    """A query in a transaction with pending events sees them, as with autoflush."""
+    session = state.session
+    if session.info.get(_PENDING) and state.is_select and session.autoflush \
+            and not session.in_nested_transaction():
+        _append_pending(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (or committed: nothing is left)
+        session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

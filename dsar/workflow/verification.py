@@ -108,14 +108,14 @@ def _queue_code(session: Session, rt: Runtime, texts: dict[str, str], request: R
                 status_token: str, *, first: bool) -> None:
     code, now = new_code(), utcnow()
     ttl = float(rt.settings["CODE_TTL_SECONDS"])
-    row = session.get(Verification, request.id)
+    # a request's first code has no row yet: no query to find that out
+    row = None if first else session.get(Verification, request.id)
     if row is None:
         row = Verification(request_id=request.id, sends=0)
         session.add(row)
     row.code_digest = _code_digest(rt, request.id, code)
     row.sent_at, row.expires_at = now, now + timedelta(seconds=ttl)
     row.attempts, row.sends = 0, row.sends + 1
-    session.flush()
     audit.record(session, rt.crypto, "verification.code_sent", actor="system",
                  request_id=request.id, details={"send": row.sends})
     email = sorted(subject_of(rt, request).values("email"))[0]
