@@ -38,6 +38,7 @@ class Client:
         self.engine = create_engine(database_url)
         #: hands queued mail over when the server does not (see code_for)
         self.deliver = deliver
+        self._notices: set[str] = set()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -55,8 +56,10 @@ class Client:
             return result
 
     def code_for(self, address: str) -> str:
-        """The code mailed to ``address`` (its .eml is removed; so are notices).
-        One request per address at a time."""
+        """The code mailed to ``address`` (its .eml is removed). One request
+        per address at a time. A file without a Subject yet is being written
+        by the server's mailer thread: it is read again, never taken for a
+        notice."""
         started = time.monotonic()
         while time.monotonic() < started + 60:  # workers deliver mail (dsar.outbox)
             if self.deliver is not None and time.monotonic() > started + 2:
@@ -64,13 +67,17 @@ class Client:
                            "outbox table's mail over itself (dsar.outbox.deliver_due)")
                 self.deliver()
             for path in self.outbox.glob("*.eml"):
+                if path.name in self._notices:
+                    continue
                 try:
                     message = email.message_from_bytes(path.read_bytes())
                 except FileNotFoundError:  # another client thread took it
                     continue
+                if message["Subject"] is None:  # still being written: look again
+                    continue
                 found = CODE.search(str(message["Subject"]))
-                if found is None:  # a notice, not a code: not needed
-                    path.unlink(missing_ok=True)
+                if found is None:  # a notice, not a code
+                    self._notices.add(path.name)
                 elif message["To"] == address:
                     path.unlink(missing_ok=True)
                     return found.group(1)
