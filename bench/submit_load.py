@@ -281,7 +281,10 @@ def kept(pg_dsn: str, db: str, ids: list[str], expected: int) -> dict[str, Any]:
     """What the app database holds after ``expected`` accepted submissions
     (warm-up included): requests, identifiers, queued code mails, audit events."""
     with psycopg.connect(f"{pg_dsn} dbname={db}") as conn:
-        one = lambda q: conn.execute(q).fetchone()[0]  # noqa: E731
+        def one(query: str) -> Any:
+            row = conn.execute(query).fetchone()
+            return None if row is None else row[0]
+
         rows = one("SELECT count(*) FROM requests")
         found = set(one("SELECT array_agg(id) FROM requests") or [])
         distinct_emails = one("SELECT count(DISTINCT digest) FROM subject_identifiers "
@@ -295,6 +298,13 @@ def kept(pg_dsn: str, db: str, ids: list[str], expected: int) -> dict[str, Any]:
             "duplicated": (len(answered) - len(set(answered))) + max(0, rows - expected),
             "ok": rows == distinct_emails == mails == expected == len(set(answered))
                   and set(answered) <= found}
+
+
+def chain_intact(env: dict[str, str]) -> bool:
+    """``dsar audit verify`` over the app database after the load."""
+    done = subprocess.run([*dsar_command(), "audit", "verify"], env=env,  # noqa: S603
+                          capture_output=True, text=True, check=False)
+    return done.returncode == 0
 
 
 # -- profiling ------------------------------------------------------------------------------
@@ -344,6 +354,8 @@ def run(submissions: int = 1000, warmup: int = 200, clients: int = 8, workers: i
         measured = figures(results)
         check = kept(pg.dsn, url.rsplit("/", 1)[1], [r[3] for r in warm + results],
                      warmup + submissions)
+        check["audit_chain_intact"] = chain_intact(env)
+        check["ok"] = check["ok"] and check["audit_chain_intact"]
     measured.update({
         "layout": {"gunicorn_workers": workers, "worker_class": "gthread" if threads > 1
                    else "sync", "threads": threads, "clients": clients, "warmup": warmup,
@@ -388,8 +400,9 @@ def main() -> None:
           f"p95 {result['p95_ms']} p99 {result['p99_ms']} max {result['max_ms']} ms; "
           f"statuses {result['statuses']}")
     print(f"kept: {check['requests_rows']} requests, {check['distinct_emails']} addresses, "
-          f"{check['outbox_mails']} code mails; lost {check['lost']}, duplicated "
-          f"{check['duplicated']}; target met: {result['meets_target']}")
+          f"{check['outbox_mails']} code mails, audit chain intact: {check['audit_chain_intact']}; "
+          f"lost {check['lost']}, duplicated {check['duplicated']}; "
+          f"target met: {result['meets_target']}")
     if "profile" in result:
         print(json.dumps(result["profile"]["self_pct"], indent=1))
 
