@@ -134,10 +134,15 @@ def queued(pg: Pg, root: Path, db: str, size: int, app_dbs: list[str],
         subjects = runs.Subjects(size, shop.email, seed=size + 1)
         out[app_db] = {}
         for count in counts:
+            with runs.app_database(pg, app_db, root, f"backlog_{count}") as url:
+                backlog = runs.backlog(root / f"backlog-{app_db}", url, connectors, subjects,
+                                       count)
             with runs.app_database(pg, app_db, root, f"queued_{count}") as url:
-                q = runs.queued(root / f"queued-{app_db}", url, connectors, subjects, count)
-            out[app_db][str(count)] = q
-            print(f"  queued {count} {app_db}: {q['requests_per_s']} /s", flush=True)
+                through = runs.queued(root / f"queued-{app_db}", url, connectors, subjects,
+                                      count)
+            out[app_db][str(count)] = {"backlog": backlog, "through_api": through}
+            print(f"  queued {count} {app_db}: backlog {backlog['requests_per_s']} /s, "
+                  f"through the API {through['requests_per_s']} /s", flush=True)
     return out
 
 

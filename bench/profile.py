@@ -69,7 +69,9 @@ def summarise(path: Path) -> dict[str, Any]:
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
+    ours = [(f, c) for f, c in inclusive.most_common() if "(dsar/" in f or "(connectors/" in f]
     share = (lambda c: round(100 * c / busy, 1)) if busy else (lambda c: 0.0)
     return {"busy_samples": busy, "file": str(path),
             "self_pct": {f: share(c) for f, c in own.most_common(TOP)},
-            "inclusive_pct": {f: share(c) for f, c in inclusive.most_common(3 * TOP)}}
+            "inclusive_pct": {f: share(c) for f, c in inclusive.most_common(3 * TOP)},
+            "ours_inclusive_pct": {f: share(c) for f, c in ours[:2 * TOP]}}

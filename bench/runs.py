@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,3 +135,48 @@ def queued(root: Path, database_url: str, connectors: Path, subjects: Subjects,
         result = drive.throughput(client, ids)
     result["intake_per_s"] = round(count / taken_in, 1)
     return result
+
+
+def backlog(root: Path, database_url: str, connectors: Path, subjects: Subjects,
+            count: int, threads: int = 4) -> dict[str, Any]:
+    """``count`` access requests already queued when the workers start: taken
+    in through the API of a web process without workers (codes handed over
+    by the bench, :func:`_mail_fallback`), then drained by a fresh ``dsar
+    run``; (n − 1) over the span from the first completion to the last."""
+    intake = DsarServer(root / f"intake-{count}", database_url, connectors)
+    intake.migrate()
+    with _api_only(intake), _mail_fallback(intake) as deliver:
+        client = drive.Client(intake.base, intake.outbox, database_url, deliver,
+                              wait_for_server_mail=0)
+        ids = drive.intake(client, "access", subjects.take(count), threads)
+        client.close()
+    with serving(root / f"drain-{count}", database_url, connectors) as (_server, client):
+        drive.wait_all(client, ids)
+        closed = sorted(c for _s, _v, c in client.rows(ids).values() if c)
+    span = (closed[-1] - closed[0]).total_seconds()
+    return {"requests": count, "seconds": round(span, 2),
+            "requests_per_s": round((count - 1) / span, 1) if span > 0 else None}
+
+
+API_ONLY = ("import sys; from werkzeug.serving import run_simple; from dsar import create_app; "
+            "run_simple('127.0.0.1', int(sys.argv[1]), create_app(), threaded=True)")
+
+
+@contextlib.contextmanager
+def _api_only(server: DsarServer) -> Iterator[None]:
+    """The portal and API on ``server``'s settings, no worker or mailer threads
+    (as gunicorn serves ``wsgi.py`` beside separate workers)."""
+    server.instance.mkdir(parents=True, exist_ok=True)
+    with server.log.open("ab") as log:
+        server.process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", API_ONLY, str(server.port)],
+            env=server.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not server.answers():
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"bench: the intake server did not start (log: {server.log})")
+            time.sleep(0.1)
+        yield
+    finally:
+        server.stop()

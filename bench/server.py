@@ -211,10 +211,10 @@ class DsarServer:
             self.process = subprocess.Popen(  # noqa: S603 - the venv's dsar
                 [*(prefix or []), *dsar_command(), "run", "--port", str(self.port)],
                 env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        _wait(self._answers, self.process, 60, f"dsar run (log: {self.log})")
+        _wait(self.answers, self.process, 60, f"dsar run (log: {self.log})")
         return self
 
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         try:
             with urllib.request.urlopen(self.base + "/", timeout=1):  # noqa: S310 - loopback
                 return True
