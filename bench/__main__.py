@@ -222,9 +222,10 @@ def main() -> None:
 
 def _engine(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
             args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"workload": {"customers": list(dbs), "requests_per_kind":
-                                        args.requests, "postgresql": f"{pg.host}:{pg.port}"}}
+    out: dict[str, Any] = {}
     if "shop" not in skip:
+        out["workload"] = {"customers": list(dbs), "requests_per_kind": args.requests,
+                           "postgresql": f"{pg.host}:{pg.port}"}
         out["shop"] = {label(size): shop_latency(pg, root, db, size, app_dbs, args.requests,
                                                  args.profile) for size, db in dbs.items()}
         if args.large:
