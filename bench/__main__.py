@@ -207,6 +207,10 @@ def main() -> None:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     app_dbs = [d.strip() for d in args.app_db.split(",") if d.strip()]
     sizes = [args.customers] + ([args.large] if args.large else [])
+    if args.compare:
+        from bench import compare as leader_kit
+
+        leader_kit.kit()  # no kit: say so and exit non-zero before any work
     sections: dict[str, Any] = {}
     with postgres() as pg, tempfile.TemporaryDirectory(prefix="dsar-bench-") as tmp, \
          shops(pg, sizes, args.gen_seconds) as dbs:
