@@ -111,6 +111,9 @@ def layout(tmp_path: Path, pg_url: str, redis_db: RedisDb,
                 "DSAR_DATABASE_URL": pg_url, "DSAR_CONNECTORS": str(demo.connector_file),
                 "DSAR_SMTP_URL": smtp_server.url, "DSAR_RATELIMIT_STORAGE_URI": redis_db.url,
                 "DSAR_EXPORT_DIR": str(tmp_path / "exports"),
+                # counters outlive the test in the shared Redis database: room for reruns
+                **{f"DSAR_RATE_LIMIT_{name}": "100000 per hour"
+                   for name in ("SUBMIT", "VERIFY", "RESEND")},
                 "DSAR_INSTANCE_PATH": str(tmp_path / "instance")})
     port = free_port()
     made = Layout(tmp_path, env, port, smtp_server)
