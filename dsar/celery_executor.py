@@ -145,10 +145,11 @@ class Publisher:
         self.queue = str(rt.settings.get("CELERY_QUEUE") or "dsar")
         self._failing = False
 
-    def __call__(self, task_ids: frozenset[int]) -> None:
+    def __call__(self, task_ids: frozenset[int], mail: bool = False) -> None:
         try:
-            if not task_ids:  # a commit that queued mail
+            if mail:  # a commit that queued mail
                 self.app.send_task(MAIL_TASK_NAME, queue=self.queue, ignore_result=True)
+            if not task_ids:
                 return
             with self.rt.sessionmaker() as session:
                 rows = session.execute(select(Task.id, Task.not_before)

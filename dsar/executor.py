@@ -89,9 +89,16 @@ class InProcessExecutor:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._outage = Outage(log, "workers back off until it returns")
-        self._listener = wakeup.Listener(rt, lambda: self._on_work(frozenset()))
+        self._listener = wakeup.Listener(rt, self._woken_from_afar)
 
-    def _on_work(self, _task_ids: frozenset[int]) -> None:
+    def _on_work(self, task_ids: frozenset[int], mail: bool) -> None:
+        if task_ids:
+            self._wake.set()
+        if mail:
+            self._mail_wake.set()
+
+    def _woken_from_afar(self) -> None:
+        """A notification from another process: tasks or mail, it does not say."""
         self._wake.set()
         self._mail_wake.set()
 

@@ -34,7 +34,7 @@ class Runtime:
         self.mailer = Mailer(self.settings)
         self.texts = load_texts(self.settings.get("TEXTS"))
         #: called after commits that made work runnable (see :mod:`dsar.wakeup`)
-        self.wake_callbacks: list[Callable[[frozenset[int]], None]] | None = None
+        self.wake_callbacks: list[Callable[[frozenset[int], bool], None]] | None = None
         wakeup.install(self)
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None

@@ -6,8 +6,9 @@ one made pending again) or that queues a mail (``session.info["dsar_mail"]``)
 marks the session, and when it commits
 
 * every callback registered with :func:`listen` in this process is called
-  with the ids of the tasks that became runnable (the in-process executor
-  sets its wake event; the Celery executor publishes one message per task);
+  with the ids of the tasks that became runnable and whether mail was queued
+  (the in-process executor wakes its workers or its mailer; the Celery
+  executor publishes one message per task, and one to send mail);
 * on PostgreSQL a ``NOTIFY dsar_work`` goes out in the same transaction, so it
   is delivered exactly when the work is visible: :class:`Listener` threads in
   other processes (``dsar worker`` beside gunicorn) wake at once.
@@ -36,7 +37,7 @@ CHANNEL = "dsar_work"
 _RUNNABLE = "dsar_runnable"  # session.info: ids of tasks made runnable
 _MAIL = "dsar_mail"  # session.info: a mail was queued
 
-Callback = Callable[[frozenset[int]], None]
+Callback = Callable[[frozenset[int], bool], None]
 
 
 def install(rt: Runtime) -> None:
@@ -63,7 +64,7 @@ def install(rt: Runtime) -> None:
         mail = session.info.pop(_MAIL, False)
         if ids or mail:
             for callback in list(callbacks):
-                callback(frozenset(ids or ()))
+                callback(frozenset(ids or ()), bool(mail))
 
     def after_rollback(session: Session, _previous: Any) -> None:
         session.info.pop(_RUNNABLE, None)
@@ -75,8 +76,8 @@ def install(rt: Runtime) -> None:
 
 
 def listen(rt: Runtime, callback: Callback) -> None:
-    """Call ``callback(task_ids)`` after each commit of this process that made
-    work runnable (ids may be empty: mail only)."""
+    """Call ``callback(task_ids, mail)`` after each commit of this process that
+    made tasks runnable (``task_ids``) or queued mail (``mail``)."""
     install(rt)
     assert rt.wake_callbacks is not None  # noqa: S101 - installed above
     rt.wake_callbacks.append(callback)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -98,12 +99,14 @@ def after_discovery(session: Session, rt: Runtime, request_id: str) -> None:
                                                  "sources": dict(sorted(sources.items()))})
 
 
-def task_ended(session: Session, rt: Runtime, task: Task) -> None:
-    """A task succeeded or failed for good: move its request on."""
+def task_ended(session: Session, rt: Runtime, task: Task, owner: str | None = None
+               ) -> int | None:
+    """A task succeeded or failed for good: move its request on. Returns the
+    id of a follow-up task claimed for ``owner`` (the bundle step), if any."""
     if task.step == STEP_DISCOVER:
         after_discovery(session, rt, task.request_id)
-    else:
-        finalise(session, rt, task.request_id)
+        return None
+    return finalise(session, rt, task.request_id, owner=owner)
 
 
 def _locked(session: Session, request_id: str) -> Request:
@@ -118,33 +121,51 @@ def reset_task(task: Task) -> None:
     task.lease_owner = task.lease_expires_at = task.last_error = task.finished_at = None
 
 
-def finalise(session: Session, rt: Runtime, request_id: str) -> None:
+def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | None = None
+             ) -> int | None:
     """End the request if all its tasks have ended.
 
     Locks the request row so two workers finishing at once finalise once.
     Any failed task: ``partially_failed`` (an officer may retry). Erasure:
     completed. Access: the first time, the bundle step is added (built by a
-    worker outside this transaction); once it succeeded, the bundle is
-    released and the request completed.
+    worker outside this transaction: the one that recorded the last export,
+    when ``owner`` names it, claims it at once and its id is returned); once
+    it succeeded, the bundle is released and the request completed.
     """
     request = _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
-        return
+        return None
     tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)
                                  .order_by(Task.connector)))
     if any(t.status in OPEN_TASK_STATES for t in tasks):
-        return
+        return None
     failed = sorted(t.connector for t in tasks if t.status == "failed")
     if failed:
         transition(session, rt.crypto, request, Status.PARTIALLY_FAILED, actor="system",
                    details={"failed": failed})
-        return
+        return None
     work = [t for t in tasks if t.step != STEP_BUNDLE]
     details: dict[str, object] = {"records": sum(t.record_count for t in work)}
     if request.kind == "access":
         built = next((t for t in tasks if t.step == STEP_BUNDLE), None)
         if built is None:
-            _ensure_tasks(session, request_id, [BUNDLE_CONNECTOR], STEP_BUNDLE)
-            return
+            return _add_bundle_step(session, rt, request_id, owner)
         details.update(export_step.release(session, rt, request, built))
     transition(session, rt.crypto, request, Status.COMPLETED, actor="system", details=details)
+    return None
+
+
+def _add_bundle_step(session: Session, rt: Runtime, request_id: str,
+                     owner: str | None) -> int | None:
+    """The bundle task: claimed for ``owner`` (who runs it next, sparing a
+    claim and a wake-up), or pending for any worker."""
+    if owner is None:
+        _ensure_tasks(session, request_id, [BUNDLE_CONNECTOR], STEP_BUNDLE)
+        return None
+    now = utcnow()
+    task = Task(request_id=request_id, connector=BUNDLE_CONNECTOR, step=STEP_BUNDLE,
+                status="running", attempts=1, not_before=now, lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=float(rt.settings["TASK_LEASE_SECONDS"])))
+    session.add(task)
+    session.flush()
+    return task.id

@@ -17,6 +17,8 @@ class Outcome:
     identifiers: dict[str, set[str]] = field(default_factory=dict)
     #: how many identifiers the subject had for this run
     seen: int = 0
+    #: a task claimed for this worker while the outcome was recorded, to run next
+    follow_up: int | None = None
 
     @property
     def changed_store(self) -> bool:

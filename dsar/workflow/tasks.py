@@ -103,6 +103,8 @@ def run(rt: Runtime, task_id: int, owner: str,
         _discarded(rt, task_id, job, outcome)
     elif recorded and job.step == engine.STEP_BUNDLE and outcome.ok:
         export_step.after_release(rt, job.request_id)
+    if recorded and outcome.follow_up is not None:
+        run(rt, outcome.follow_up, owner, shutdown)  # the bundle step, ours already
 
 
 def _load(rt: Runtime, task_id: int, owner: str) -> _Job | None:
@@ -263,7 +265,7 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> bool:
         if task.status == "succeeded":
             _wake_waiting(session, task)
         if task.status in ("succeeded", "failed"):
-            engine.task_ended(session, rt, task)
+            outcome.follow_up = engine.task_ended(session, rt, task, owner)
         return True
 
 
