@@ -22,7 +22,7 @@ import functools
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from bench import report, runs, shop
 from bench.server import Pg, postgres
 
 LABELS = {10_000: "10k", 100_000: "100k", 1_000_000: "1m"}
-SECTIONS = ("shop", "demo", "queued", "export", "maildir", "inprocess")
+SECTIONS = ("shop", "demo", "queued", "submit", "celery", "export", "maildir", "inprocess")
 
 
 def label(customers: int) -> str:
@@ -240,7 +240,33 @@ def _engine(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
     if "queued" not in skip:
         counts = [int(c) for c in args.queued.split(",") if c.strip()]
         out["queued"] = queued(pg, root, dbs[args.customers], args.customers, app_dbs, counts)
+    if "submit" not in skip:
+        out["submit_load"] = _optional("submit", lambda: _submit_load(pg))
+    if "celery" not in skip:
+        out["celery"] = _optional("celery", _celery)
     return out
+
+
+def _submit_load(pg: Pg) -> dict[str, Any]:
+    from bench import submit_load
+
+    return submit_load.run(submissions=1000, warmup=200, clients=8, pg=pg)
+
+
+def _celery() -> dict[str, Any]:
+    from bench import celery_throughput
+
+    return celery_throughput.run(requests=200)
+
+
+def _optional(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A section that needs a server the machine may lack (Redis): its failure
+    is reported in the results, not fatal to the whole run."""
+    try:
+        return measure()
+    except Exception as exc:
+        print(f"bench: section {name} not measured: {type(exc).__name__}: {exc}")
+        return {"not_measured": f"{type(exc).__name__}: {exc}"}
 
 
 def _offline(sections: dict[str, Any], skip: set[str]) -> None:

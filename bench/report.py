@@ -92,7 +92,7 @@ def table(sections: dict[str, Any]) -> str:
                              f"(p95 {d['p95_ms']}), leader {f['median_ms']} ms (p95 "
                              f"{f['p95_ms']}): x{r} (target >= {TARGET_RATIO:.0f}: "
                              f"{_verdict(r >= TARGET_RATIO)})")
-    export = sections.get("export_large")
-    if export:
-        lines.append("export_large: " + json.dumps(export)[:300])
+    for name in ("submit_load", "celery", "export_large"):
+        if sections.get(name):
+            lines.append(f"{name}: " + json.dumps(sections[name])[:300])
     return "\n".join(lines)
