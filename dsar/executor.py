@@ -210,12 +210,9 @@ class InProcessExecutor:
         with self._busy_lock:
             self._busy += 1
         try:
-            task_id = lease.claim(self.rt, owner)
+            ran = tasks.claim_and_run(self.rt, owner, self._shutdown)
             self._outage.ended()
-            if task_id is None:
-                return False
-            tasks.run(self.rt, task_id, owner, self._shutdown)
-            return True
+            return ran
         except Exception as exc:  # keep the worker alive; the task's lease will run out
             if is_unavailable(exc):
                 self._outage.failed(exc)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from .. import audit
 from ..database import is_unavailable, utcnow
@@ -41,12 +42,15 @@ def lease_seconds(rt: Runtime) -> float:
     return float(rt.settings["TASK_LEASE_SECONDS"])
 
 
-def claim(rt: Runtime, owner: str) -> int | None:
+def claim(rt: Runtime, owner: str,
+          then: Callable[[Session, Task], None] | None = None) -> int | None:
     """Take the next runnable task under a fresh lease; ``None`` when none.
+    ``then(session, task)`` runs in the claiming transaction (to read what
+    the work needs without another round trip).
 
     A task whose lease ran out is a reclaim: ``reclaims`` grows (and the
     audit trail says so), ``attempts`` does not."""
-    return _claim(rt, owner, None)
+    return _claim(rt, owner, None, then)
 
 
 def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
@@ -59,7 +63,8 @@ def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
     return _claim(rt, owner, task_id) is not None
 
 
-def _claim(rt: Runtime, owner: str, task_id: int | None) -> int | None:
+def _claim(rt: Runtime, owner: str, task_id: int | None,
+           then: Callable[[Session, Task], None] | None = None) -> int | None:
     now = utcnow()
     runnable = select(Task).join(Request, Request.id == Task.request_id).where(
         Request.status == Status.PROCESSING.value,
@@ -86,6 +91,8 @@ def _claim(rt: Runtime, owner: str, task_id: int | None) -> int | None:
             task.attempts += 1
         task.status, task.lease_owner = "running", owner
         task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
+        if then is not None:
+            then(session, task)
         return task.id
 
 

@@ -17,8 +17,10 @@ class Outcome:
     identifiers: dict[str, set[str]] = field(default_factory=dict)
     #: how many identifiers the subject had for this run
     seen: int = 0
-    #: a task claimed for this worker while the outcome was recorded, to run next
+    #: a task claimed for this worker while the outcome was recorded, to run
+    #: next, and what it needs (read in the same transaction)
     follow_up: int | None = None
+    follow_up_job: Any = None
 
     @property
     def changed_store(self) -> bool:

@@ -44,7 +44,7 @@ from ..connector import (
 from ..database import is_unavailable, utcnow
 from ..models import Request, Task
 from ..runtime import Runtime
-from . import engine, export_step, retry
+from . import engine, export_step, lease, retry
 from .bundle import PartWriter
 from .lease import Heartbeat, LeaseLost, release
 from .outcome import Outcome
@@ -71,12 +71,25 @@ class _Job:
     bundle: export_step.BundleJob | None = None
 
 
+def claim_and_run(rt: Runtime, owner: str, shutdown: threading.Event | None = None) -> bool:
+    """Claim the next runnable task (reading what it needs in the same
+    transaction) and run it; ``False`` when there was none."""
+    loaded: list[_Job] = []
+    task_id = lease.claim(rt, owner, then=lambda session, task: loaded.append(
+        _job_of(session, rt, task)))
+    if task_id is None:
+        return False
+    run(rt, task_id, owner, shutdown, job=loaded[0])
+    return True
+
+
 def run(rt: Runtime, task_id: int, owner: str,
-        shutdown: threading.Event | None = None) -> None:
+        shutdown: threading.Event | None = None, job: _Job | None = None) -> None:
     """Do a claimed task's work and record its outcome. ``shutdown``, once
     set, asks the call to stop; a task stopped that way is handed back, not
-    failed (its worker's process is going away)."""
-    job = _load(rt, task_id, owner)
+    failed (its worker's process is going away). ``job``: what the task
+    needs, when the claim already read it."""
+    job = job or _load(rt, task_id, owner)
     if job is None:
         return
     if job.reclaims > int(rt.settings["TASK_MAX_RECLAIMS"]):
@@ -103,8 +116,8 @@ def run(rt: Runtime, task_id: int, owner: str,
         _discarded(rt, task_id, job, outcome)
     elif recorded and job.step == engine.STEP_BUNDLE and outcome.ok:
         export_step.after_release(rt, job.request_id)
-    if recorded and outcome.follow_up is not None:
-        run(rt, outcome.follow_up, owner, shutdown)  # the bundle step, ours already
+    if recorded and outcome.follow_up is not None:  # the bundle step, ours already
+        run(rt, outcome.follow_up, owner, shutdown, job=outcome.follow_up_job)
 
 
 def _load(rt: Runtime, task_id: int, owner: str) -> _Job | None:
@@ -112,13 +125,17 @@ def _load(rt: Runtime, task_id: int, owner: str) -> _Job | None:
         task = session.get(Task, task_id)
         if task is None or task.lease_owner != owner:
             return None
-        request = session.get(Request, task.request_id)
-        assert request is not None  # noqa: S101 - foreign key
-        job = _Job(request.id, task.connector, task.step, subject_of(rt, request),
-                   len(request.identifiers), task.reclaims)
-        if task.step == engine.STEP_BUNDLE:
-            job.bundle = export_step.job_for(session, rt, request)
-        return job
+        return _job_of(session, rt, task)
+
+
+def _job_of(session: Session, rt: Runtime, task: Task) -> _Job:
+    request = session.get(Request, task.request_id)
+    assert request is not None  # noqa: S101 - foreign key
+    job = _Job(request.id, task.connector, task.step, subject_of(rt, request),
+               len(request.identifiers), task.reclaims)
+    if task.step == engine.STEP_BUNDLE:
+        job.bundle = export_step.job_for(session, rt, request)
+    return job
 
 
 def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
@@ -266,6 +283,10 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> bool:
             _wake_waiting(session, task)
         if task.status in ("succeeded", "failed"):
             outcome.follow_up = engine.task_ended(session, rt, task, owner)
+        if outcome.follow_up is not None:
+            follow_up = session.get(Task, outcome.follow_up)
+            assert follow_up is not None  # noqa: S101 - added just now
+            outcome.follow_up_job = _job_of(session, rt, follow_up)
         return True
 
 
