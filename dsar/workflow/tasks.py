@@ -45,9 +45,9 @@ from ..database import is_unavailable, utcnow
 from ..models import Request, Task
 from ..runtime import Runtime
 from . import engine, export_step, lease, retry
-from .bundle import PartWriter
 from .lease import Heartbeat, LeaseLost, release
 from .outcome import Outcome
+from .parts import PartWriter
 from .subjects import add_identifiers, subject_of
 
 log = logging.getLogger(__name__)
