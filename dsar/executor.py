@@ -97,10 +97,12 @@ class InProcessExecutor:
         if mail:
             self._mail_wake.set()
 
-    def _woken_from_afar(self) -> None:
-        """A notification from another process: tasks or mail, it does not say."""
-        self._wake.set()
-        self._mail_wake.set()
+    def _woken_from_afar(self, tasks: bool, mail: bool) -> None:
+        """A notification from another process (:class:`wakeup.Listener`)."""
+        if tasks:
+            self._wake.set()
+        if mail:
+            self._mail_wake.set()
 
     def start(self) -> InProcessExecutor:
         wakeup.listen(self.rt, self._on_work)

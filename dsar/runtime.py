@@ -35,6 +35,7 @@ class Runtime:
         self.texts = load_texts(self.settings.get("TEXTS"))
         #: called after commits that made work runnable (see :mod:`dsar.wakeup`)
         self.wake_callbacks: list[Callable[[frozenset[int], bool], None]] | None = None
+        self.wake_sender = ""
         wakeup.install(self)
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ def install(rt: Runtime) -> None:
         return
     callbacks: list[Callback] = []
     rt.wake_callbacks = callbacks
+    sender = uuid.uuid4().hex[:16]  # this runtime, in the notifications it sends
+    rt.wake_sender = sender
     notify = rt.engine.dialect.name == "postgresql"
 
     def after_flush(session: Session, _context: Any) -> None:
@@ -56,8 +59,10 @@ def install(rt: Runtime) -> None:
                 session.info.setdefault(_RUNNABLE, set()).add(obj.id)
 
     def before_commit(session: Session) -> None:
-        if notify and (session.info.get(_RUNNABLE) or session.info.get(_MAIL)):
-            session.execute(text(f"NOTIFY {CHANNEL}"))
+        tasks, mail = bool(session.info.get(_RUNNABLE)), bool(session.info.get(_MAIL))
+        if notify and (tasks or mail):
+            session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                            {"channel": CHANNEL, "payload": _payload(sender, tasks, mail)})
 
     def after_commit(session: Session) -> None:
         ids = session.info.pop(_RUNNABLE, None)
@@ -88,13 +93,20 @@ def unlisten(rt: Runtime, callback: Callback) -> None:
         rt.wake_callbacks.remove(callback)
 
 
-class Listener:
-    """A thread that LISTENs on PostgreSQL and calls ``wake()`` on every
-    notification (and once after each reconnect, in case one was missed).
-    A no-op on other databases."""
+def _payload(sender: str, tasks: bool, mail: bool) -> str:
+    """``<sender>:<t><m>``: which runtime sent it (its own listener skips it:
+    its callbacks have run) and what became runnable."""
+    return f"{sender}:{'t' if tasks else ''}{'m' if mail else ''}"
 
-    def __init__(self, rt: Runtime, wake: Callable[[], None]) -> None:
+
+class Listener:
+    """A thread that LISTENs on PostgreSQL and calls ``wake(tasks, mail)`` on
+    every notification from another process (and ``wake(True, True)`` after
+    each reconnect, in case one was missed). A no-op on other databases."""
+
+    def __init__(self, rt: Runtime, wake: Callable[[bool, bool], None]) -> None:
         self.url = rt.engine.url
+        self.own = rt.wake_sender
         self.enabled = rt.engine.dialect.name == "postgresql"
         self.wake = wake
         self._stop = threading.Event()
@@ -110,6 +122,14 @@ class Listener:
         if self._thread.is_alive():
             self._thread.join(5)
 
+    def _heard(self, payload: str) -> None:
+        sender, _, what = payload.partition(":")
+        if sender == self.own:
+            return  # this runtime's own commit: its callbacks already ran
+        if not what:  # an older sender, or a hand-made NOTIFY: wake for both
+            what = "tm"
+        self.wake("t" in what, "m" in what)
+
     def _conninfo(self) -> str:
         return make_url(self.url).set(drivername="postgresql").render_as_string(
             hide_password=False)
@@ -124,10 +144,10 @@ class Listener:
                                      connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
-                    self.wake()  # anything committed while we were not listening
+                    self.wake(True, True)  # anything committed while we were not listening
                     while not self._stop.is_set():
-                        for _note in conn.notifies(timeout=1.0):
-                            self.wake()
+                        for note in conn.notifies(timeout=1.0):
+                            self._heard(note.payload)
             except Exception as exc:  # the database is away: the workers' polls go on
                 log.warning("work notifications interrupted (%s); listening again",
                             type(exc).__name__)

@@ -110,3 +110,20 @@ def test_dsar_worker_runs_until_sigterm_and_stops_cleanly(tmp_path: Path) -> Non
     assert proc.returncode == 0, out
     assert "SIGTERM received" in out or "stopped" in out
     instance.audit_verify()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_listener_skips_its_own_runtimes_notifications(
+        make_app: Callable[..., Flask]) -> None:
+    """Its own commits already woke it through the local callbacks; another
+    runtime's say whether tasks, mail or both became runnable."""
+    from dsar.wakeup import Listener
+
+    rt = make_app(None).extensions["dsar"]
+    heard: list[tuple[bool, bool]] = []
+    listener = Listener(rt, lambda tasks, mail: heard.append((tasks, mail)))
+    listener._heard(f"{rt.wake_sender}:tm")
+    listener._heard("someone-else:t")
+    listener._heard("someone-else:m")
+    listener._heard("")  # a hand-made NOTIFY: wake for both
+    assert heard == [(True, False), (False, True), (True, True)]
