@@ -112,3 +112,25 @@ def test_a_rerun_of_a_lost_export_run_never_replaces_the_recorded_part(
              if t.step == "export"}
     assert len(parts) == 2 and all(p and "." in p for p in parts)
     assert not (Path(rt.settings["EXPORT_DIR"]) / request_id).exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_disk_error_while_building_is_retried_not_left_to_the_lease(
+        make_app: Callable[..., Flask], scripts: dict[str, Script],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = make_app(two_stores(scripts), TASK_LEASE_SECONDS=60.0).extensions["dsar"]
+    real_build = export_step.bundle.build
+    failures: list[int] = []
+
+    def full_disk_once(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(export_step.bundle, "build", full_disk_once)
+    request_id = submit(rt)
+    process(rt, timeout=20)  # not the 60 s lease
+    assert status(rt, request_id) == "completed"
+    bundle_task = next(t for t in tasks_of(rt, request_id) if t.step == "bundle")
+    assert (bundle_task.attempts, bundle_task.reclaims) == (2, 0)

@@ -140,7 +140,13 @@ def _job_of(session: Session, rt: Runtime, task: Task) -> _Job:
 
 def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
     if job.bundle is not None:
-        return export_step.build(rt, job.bundle)
+        try:
+            return export_step.build(rt, job.bundle)
+        except Exception as exc:  # a full disk passes (retry); anything else is a bug
+            log.error("export bundle of request %s failed: %s", job.request_id,
+                      type(exc).__name__)
+            return Outcome(False, retryable=isinstance(exc, OSError),
+                           error=f"building the export failed ({type(exc).__name__})")
     connector = rt.connectors.get(job.connector)
     if connector is None:
         return Outcome(False, error=f"connector {job.connector!r} is no longer configured")
