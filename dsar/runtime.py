@@ -36,6 +36,8 @@ class Runtime:
         #: called after commits that made work runnable (see :mod:`dsar.wakeup`)
         self.wake_callbacks: list[Callable[[frozenset[int], bool], None]] | None = None
         self.wake_sender = ""
+        #: store -> when a success there last woke the tasks waiting for it
+        self.stores_woken_at: dict[str, float] = {}
         wakeup.install(self)
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None

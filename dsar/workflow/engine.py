@@ -66,12 +66,13 @@ def _ensure_tasks(session: Session, request_id: str, names: list[str], step: str
     session.flush()
 
 
-def after_discovery(session: Session, rt: Runtime, request_id: str) -> None:
+def after_discovery(session: Session, rt: Runtime, request_id: str,
+                    locked: Request | None = None) -> None:
     """Called when a discovery task ends. Until a fixed point is reached
     (every discoverer has seen every identifier), run another round; then
     create the work tasks, and rerun any that ran before the subject grew
     (an officer's retry after a late discovery)."""
-    request = _locked(session, request_id)
+    request = locked or _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
         return
     tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)))
@@ -99,14 +100,15 @@ def after_discovery(session: Session, rt: Runtime, request_id: str) -> None:
                                                  "sources": dict(sorted(sources.items()))})
 
 
-def task_ended(session: Session, rt: Runtime, task: Task, owner: str | None = None
-               ) -> int | None:
+def task_ended(session: Session, rt: Runtime, task: Task, owner: str | None = None,
+               locked: Request | None = None) -> int | None:
     """A task succeeded or failed for good: move its request on. Returns the
-    id of a follow-up task claimed for ``owner`` (the bundle step), if any."""
+    id of a follow-up task claimed for ``owner`` (the bundle step), if any.
+    ``locked``: the request, when the caller holds its row lock already."""
     if task.step == STEP_DISCOVER:
-        after_discovery(session, rt, task.request_id)
+        after_discovery(session, rt, task.request_id, locked=locked)
         return None
-    return finalise(session, rt, task.request_id, owner=owner)
+    return finalise(session, rt, task.request_id, owner=owner, locked=locked)
 
 
 def _locked(session: Session, request_id: str) -> Request:
@@ -121,8 +123,8 @@ def reset_task(task: Task) -> None:
     task.lease_owner = task.lease_expires_at = task.last_error = task.finished_at = None
 
 
-def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | None = None
-             ) -> int | None:
+def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | None = None,
+             locked: Request | None = None) -> int | None:
     """End the request if all its tasks have ended.
 
     Locks the request row so two workers finishing at once finalise once.
@@ -132,7 +134,7 @@ def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | Non
     when ``owner`` names it, claims it at once and its id is returned); once
     it succeeded, the bundle is released and the request completed.
     """
-    request = _locked(session, request_id)
+    request = locked or _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
         return None
     tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)

@@ -110,7 +110,7 @@ def run(rt: Runtime, task_id: int, owner: str,
             outcome = _overdue(rt, outcome)
         faults.point("task.before_complete")
         recorded = False if beat.lost.is_set() else _record(rt, task_id, owner, outcome,
-                                                             beat.lost)
+                                                             beat.lost, job.request_id)
     if recorded is False:
         log.warning("task %s: lease lost, result discarded", task_id)
         _discarded(rt, task_id, job, outcome)
@@ -233,14 +233,14 @@ def _overdue(rt: Runtime, outcome: Outcome) -> Outcome:
 
 
 def _record(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
-            lost: threading.Event) -> bool | None:
+            lost: threading.Event, request_id: str | None = None) -> bool | None:
     """:func:`complete`, waiting out an app-database outage (the heartbeat
     keeps the lease meanwhile). Any other failure hands the task back.
     ``True``: recorded; ``False``: the lease was lost; ``None``: handed back."""
     deadline, delay, logged = time.monotonic() + RECORD_PATIENCE_SECONDS, 0.5, False
     while True:
         try:
-            return complete(rt, task_id, owner, outcome)
+            return complete(rt, task_id, owner, outcome, request_id)
         except Exception as exc:
             if not is_unavailable(exc) or lost.is_set() or time.monotonic() > deadline:
                 log.error("task %s: outcome not recorded (%s); handing the task back",
@@ -262,14 +262,17 @@ def _record_quietly(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> 
         log.error("task %s: overdue failure not recorded (%s)", task_id, type(exc).__name__)
 
 
-def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> bool:
+def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
+             request_id: str | None = None) -> bool:
     """Record the outcome if the lease is still ours (``False`` otherwise);
-    end the step, or the request, when this was its last open task."""
+    end the step, or the request, when this was its last open task.
+    ``request_id``, when the caller knows it, spares a query."""
     faults.point("task.complete")
     with rt.transaction() as session:
         # Lock order, everywhere: the request row, then its tasks, then the
         # audit head; so finishing tasks of one request never deadlock.
-        request_id = session.scalar(select(Task.request_id).where(Task.id == task_id))
+        if request_id is None:
+            request_id = session.scalar(select(Task.request_id).where(Task.id == task_id))
         request = session.execute(select(Request).where(Request.id == request_id)
                                   .with_for_update()).scalar_one()
         task = session.execute(select(Task).where(Task.id == task_id)
@@ -286,9 +289,9 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome) -> bool:
         audit.record(session, rt.crypto, action, actor=f"connector:{task.connector}",
                      request_id=task.request_id, details=_details(task, outcome))
         if task.status == "succeeded":
-            _wake_waiting(session, task)
+            _wake_waiting(session, rt, task)
         if task.status in ("succeeded", "failed"):
-            outcome.follow_up = engine.task_ended(session, rt, task, owner)
+            outcome.follow_up = engine.task_ended(session, rt, task, owner, locked=request)
         if outcome.follow_up is not None:
             follow_up = session.get(Task, outcome.follow_up)
             assert follow_up is not None  # noqa: S101 - added just now
@@ -339,8 +342,17 @@ def _apply(rt: Runtime, task: Task, request: Request, outcome: Outcome) -> str:
     return "task.failed"
 
 
-def _wake_waiting(session: Session, task: Task) -> None:
-    """The store answered: tasks of other requests waiting on it try now."""
+#: a store's success wakes its waiting tasks at most this often per runtime
+WAKE_WAITING_SECONDS = 5.0
+
+
+def _wake_waiting(session: Session, rt: Runtime, task: Task) -> None:
+    """The store answered: tasks of other requests waiting on it try now
+    (at most every few seconds per store: the statement costs a round trip)."""
+    now, woken = time.monotonic(), rt.stores_woken_at
+    if now - woken.get(task.connector, -WAKE_WAITING_SECONDS) < WAKE_WAITING_SECONDS:
+        return
+    woken[task.connector] = now
     session.execute(update(Task).where(
         Task.connector == task.connector, Task.status == "pending", Task.id != task.id,
         Task.retrying_since.is_not(None), Task.not_before > utcnow(),
