@@ -97,6 +97,11 @@ class InProcessExecutor:
         if mail:
             self._mail_wake.set()
 
+    @property
+    def listening(self) -> threading.Event:
+        """Set while this executor hears other processes' commits (PostgreSQL)."""
+        return self._listener.listening
+
     def _woken_from_afar(self, tasks: bool, mail: bool) -> None:
         """A notification from another process (:class:`wakeup.Listener`)."""
         if tasks:

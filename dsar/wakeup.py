@@ -110,6 +110,8 @@ class Listener:
         self.enabled = rt.engine.dialect.name == "postgresql"
         self.wake = wake
         self._stop = threading.Event()
+        #: set while notifications are being listened for
+        self.listening = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dsar-listener", daemon=True)
 
     def start(self) -> Listener:
@@ -143,12 +145,14 @@ class Listener:
                 with psycopg.connect(self._conninfo(), autocommit=True,
                                      connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
                     delay = 0.5
                     self.wake(True, True)  # anything committed while we were not listening
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             self._heard(note.payload)
             except Exception as exc:  # the database is away: the workers' polls go on
+                self.listening.clear()
                 log.warning("work notifications interrupted (%s); listening again",
                             type(exc).__name__)
                 self._stop.wait(delay)

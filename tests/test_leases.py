@@ -22,6 +22,7 @@ from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, Task
 from dsar.runtime import Runtime
 from tests.support.engine_connectors import Script
+from tests.support.workers import wait_for
 from tests.test_engine import ALICE, status, submit, tasks_of, two_stores
 
 LONG_ERASE = {"TASK_LEASE_SECONDS": 0.4, "ERASURE_REVIEW": False}
@@ -160,7 +161,7 @@ def test_recording_waits_out_an_app_database_outage(
         assert scripts["crm"].started.wait(20)
         restartable_pg.stop()
         gate.set()  # the call ends while the database is down
-        time.sleep(2.0)
+        wait_for(lambda: said(caplog, "will record the outcome when it returns"), 20)
         restartable_pg.start()
         back = time.monotonic()
         assert executor.wait_until_idle(25)
@@ -169,6 +170,10 @@ def test_recording_waits_out_an_app_database_outage(
     assert took < 10, f"recorded {took:.1f} s after the database returned"
     assert crm_task(rt, request_id).reclaims == 0
     assert_quiet_outage(caplog)
+
+
+def said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records)
 
 
 def assert_quiet_outage(caplog: pytest.LogCaptureFixture) -> None:
@@ -188,9 +193,9 @@ def test_idle_workers_log_one_line_per_app_database_outage(
     with InProcessExecutor(rt, 2, poll_seconds=0.05) as executor:
         assert executor.wait_until_idle(5)
         restartable_pg.stop()
-        time.sleep(3.0)  # about 60 polls at the normal pace
+        wait_for(lambda: executor._outage.failures >= 10, 20)  # polls that found it away
         restartable_pg.start()
-        time.sleep(1.0)
+        wait_for(lambda: said(caplog, "available again"), 20)
         assert executor.wait_until_idle(15)
     assert_quiet_outage(caplog)
     assert any("available again" in r.getMessage() for r in caplog.records)

@@ -30,6 +30,7 @@ from dsar.models import OutboxMail, Request
 from dsar.runtime import Runtime
 from tests.api.helpers import BASE, auth, submit
 from tests.support.smtp import SmtpServer, smtp_server  # noqa: F401 - a fixture
+from tests.support.workers import wait_for
 
 ALICE, BOB = "alice.outbox@example.org", "bob.outbox@example.org"
 UNLIMITED = {"RATE_LIMIT_SUBMIT": "1000 per minute", "RATE_LIMIT_VERIFY": "1000 per minute",
@@ -299,7 +300,7 @@ def test_the_in_process_executor_delivers_queued_mail(make_app: Callable[..., Fl
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the app's is below
 def test_a_sent_mail_is_recorded_through_an_app_database_outage(
         smtp_app: Callable[..., Flask], smtp_server: SmtpServer,  # noqa: F811
-        restartable_pg: Any) -> None:
+        restartable_pg: Any, caplog: pytest.LogCaptureFixture) -> None:
     """The database goes away while the server holds the mail: the deliverer
     waits for it to come back to record the send, so the mail is not sent
     again once its lease runs out."""
@@ -312,7 +313,7 @@ def test_a_sent_mail_is_recorded_through_an_app_database_outage(
     restartable_pg.stop()
     try:
         smtp_server.release()
-        time.sleep(1.0)  # the deliverer finds the database away
+        wait_for(lambda: "will record" in caplog.text, 20)  # the deliverer finds it away
         assert not deliverer.done_within(0)
     finally:
         restartable_pg.start()

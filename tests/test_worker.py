@@ -7,28 +7,21 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, WorkerRole
 from dsar.workflow import lease
 from tests.support.engine_connectors import Script
-from tests.support.workers import DSAR, make_instance
+from tests.support.workers import DSAR, make_instance, wait_for
 from tests.test_engine import ALICE, status, submit, tasks_of, two_stores
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, "not in time"
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -39,7 +32,7 @@ def test_a_commit_in_another_process_wakes_the_workers_at_once(
     web = make_app(two_stores(scripts)).extensions["dsar"]
     worker = make_app(two_stores(scripts)).extensions["dsar"]
     with InProcessExecutor(worker, 2, poll_seconds=30.0) as executor:
-        time.sleep(0.5)  # listening
+        assert executor.listening.wait(10)
         request_id = submit(web)
         took = wait_for(lambda: status(web, request_id) == "completed", 10)
         assert executor.wait_until_idle(5)
@@ -53,16 +46,19 @@ def test_housekeeping_runs_in_one_process_and_passes_on(
     assert lease.hold_role(rt, "housekeeping", "a:housekeeper", 1.0)
     assert not lease.hold_role(rt, "housekeeping", "b:housekeeper", 1.0)
     assert lease.hold_role(rt, "housekeeping", "a:housekeeper", 1.0)  # renewed
-    time.sleep(1.1)  # a died
+    with rt.transaction() as session:  # a died: the clock moves past its lease
+        session.execute(update(WorkerRole).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert lease.hold_role(rt, "housekeeping", "b:housekeeper", 1.0)
     lease.drop_role(rt, "housekeeping", "b:housekeeper")
     with InProcessExecutor(rt, 1, poll_seconds=0.05) as first, \
             InProcessExecutor(rt, 1, poll_seconds=0.05) as second:
-        time.sleep(0.5)
-        with rt.transaction() as session:
-            holder = session.scalar(select(WorkerRole.holder).where(
-                WorkerRole.name == "housekeeping"))
-        assert holder in (f"{first.id}:housekeeper", f"{second.id}:housekeeper")
+        def holder() -> str | None:
+            with rt.transaction() as session:
+                return session.scalar(select(WorkerRole.holder).where(
+                    WorkerRole.name == "housekeeping"))
+
+        wait_for(lambda: holder() is not None, 10)
+        assert holder() in (f"{first.id}:housekeeper", f"{second.id}:housekeeper")
     with rt.transaction() as session:  # both stopped: given up
         assert session.scalar(select(WorkerRole.holder)) is None
 
