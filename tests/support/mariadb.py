@@ -244,13 +244,8 @@ def _start_mariadbd(server: MariaDbServer, mariadbd: str) -> None:
                "--innodb-flush-log-at-trx-commit=0", "--skip-innodb-doublewrite"]
         server.process = subprocess.Popen(cmd, cwd=scratch, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if servers.wait_until_answers(
-            server.process, lambda: _probe(server, deadline_s=0.5) is None, START_TIMEOUT_S
-        ):
+        if servers.started(server, lambda: _probe(server, deadline_s=0.5) is None,
+                           START_TIMEOUT_S):
             return
-        proc, server.process = server.process, None
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     raise RuntimeError(f"mariadbd did not accept connections within {START_TIMEOUT_S:.0f} s")
 

@@ -213,12 +213,7 @@ def _start_rabbitmq(server: RabbitMqServer, binary: str) -> None:
             server.process = subprocess.Popen(  # noqa: S603
                 [binary], cwd=scratch, env=_environment(server, scratch),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        if servers.wait_until_answers(
-            server.process, lambda: _probe(server, deadline_s=0.5) is None, START_TIMEOUT_S
-        ):
+        if servers.started(server, lambda: _probe(server, deadline_s=0.5) is None,
+                           START_TIMEOUT_S):
             return
-        proc, server.process = server.process, None
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     raise RuntimeError(f"rabbitmq-server did not answer within {START_TIMEOUT_S:.0f} s")

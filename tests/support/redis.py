@@ -252,13 +252,8 @@ def _start_redis(server: RedisServer, binary: str) -> None:
         with open(scratch / "redis.log", "ab") as log:
             server.process = subprocess.Popen(cmd, cwd=scratch, stdin=subprocess.DEVNULL,
                                               stdout=log, stderr=log)
-        if servers.wait_until_answers(
-            server.process, lambda: _probe(server, deadline_s=0.5) is None, START_TIMEOUT_S
-        ):
+        if servers.started(server, lambda: _probe(server, deadline_s=0.5) is None,
+                           START_TIMEOUT_S):
             return
-        proc, server.process = server.process, None
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
     raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT_S:.0f} s")
 

@@ -9,7 +9,8 @@ its own module. This module holds only what they do alike:
   throwaway);
 * ``free_port()``, ``parse_hostport(value, env_name)``: where a server listens;
 * ``probe_until(attempt, deadline_s, retry, errors)``: the probe's retry loop, and
-  ``wait_until_answers(process, answers, timeout_s)``: the start-up wait;
+  ``wait_until_answers(process, answers, timeout_s)``: the start-up wait, and
+  ``started(server, answers, timeout_s)``: that wait, killing a server that never answers;
 * ``new_scratch(prefix, pid_file, base)``: a fresh scratch dir, after removing stale ones
   (``remove_stale_scratch``) left by killed runs;
 * ``stop_process(process, sig, timeout_s)``: stop a child server, killing it if it hangs;
@@ -37,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Generic, NoReturn, Protocol, TypeVar
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -171,6 +172,19 @@ def wait_until_answers(
     while process.poll() is None and time.monotonic() < deadline:
         if answers():
             return True
+    return False
+
+
+def started(server: Any, answers: Callable[[], bool], timeout_s: float) -> bool:
+    """Wait for ``server.process`` (just started) to answer; if it does not in
+    time, kill and reap it and clear ``server.process`` (the caller may retry
+    on another port)."""
+    if wait_until_answers(server.process, answers, timeout_s):
+        return True
+    proc, server.process = server.process, None
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
     return False
 
 
