@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table, create_engine, event, select
+from sqlalchemy import Row, Select, Table, create_engine, event, select
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import (
     DBAPIError,
@@ -159,6 +159,21 @@ class SqlTableConnector(Connector):
         found = self._current(conn, erasing)
         return found, conn.execute(build(found))
 
+    def _rows(self, conn: Connection, erasing: bool, build: Callable[[Definitions], Select[Any]]
+              ) -> tuple[Definitions, Iterator[Row[Any]]]:
+        """The rows of ``build(definitions)``: a subject's usual few in one
+        round trip (at most ``BATCH`` + 1, buffered), more through a
+        server-side cursor that streams ``BATCH`` at a time (on PostgreSQL it
+        costs round trips of its own, so it is kept for the subjects who need
+        it). Memory stays bounded either way."""
+        found, first = self._execute(conn, erasing, lambda f: build(f).limit(BATCH + 1))
+        rows = first.all()
+        if len(rows) <= BATCH:
+            return found, iter(rows)
+        found, streamed = self._execute(
+            conn, erasing, lambda f: build(f).execution_options(yield_per=BATCH))
+        return found, _closing(streamed)
+
     # ------------------------------------------------------------- find
     def find(self, subject: Subject) -> Iterator[Record]:
         """Yield one record per row of the subject, parents' tables first, streaming."""
@@ -174,20 +189,18 @@ class SqlTableConnector(Connector):
         if not self._reaches(name, subject):
             return
 
-        def query(found: Definitions) -> Executable:
+        def query(found: Definitions) -> Select[Any]:
             table, where = found.tables[name], self._where(found, name, subject)
-            return (select(table).where(where).order_by(table.c[spec.key])
-                    .execution_options(yield_per=BATCH))
+            return select(table).where(where).order_by(table.c[spec.key])
 
         count = 0
-        _found, result = self._execute(conn, False, query)
-        with result:
-            for row in result:
-                check_stop()
-                values = row._mapping
-                count += 1
-                yield Record(name, str(values[spec.key]), spec.category,
-                             {column: json_safe(value) for column, value in values.items()})
+        _found, rows = self._rows(conn, False, query)
+        for row in rows:
+            check_stop()
+            values = row._mapping
+            count += 1
+            yield Record(name, str(values[spec.key]), spec.category,
+                         {column: json_safe(value) for column, value in values.items()})
         log.debug("sql %s: %d rows in table %s", self.name, count, name)
 
     # --------------------------------------------------------- discover
@@ -212,18 +225,17 @@ class SqlTableConnector(Connector):
             return
         kinds = list(spec.identity)
 
-        def query(found: Definitions) -> Executable:
+        def query(found: Definitions) -> Select[Any]:
             table, where = found.tables[name], self._where(found, name, subject)
             return (select(*(table.c[spec.identity[k]] for k in kinds)).where(where)
-                    .execution_options(yield_per=BATCH))
+                    .order_by(table.c[spec.key]))
 
-        _found, result = self._execute(conn, False, query)
-        with result:
-            for row in result:
-                check_stop()
-                for kind, value in zip(kinds, row, strict=True):
-                    if value is not None and str(value).strip():
-                        yield kind, str(value).strip()
+        _found, rows = self._rows(conn, False, query)
+        for row in rows:
+            check_stop()
+            for kind, value in zip(kinds, row, strict=True):
+                if value is not None and str(value).strip():
+                    yield kind, str(value).strip()
 
     # ------------------------------------------------------------ erase
     def plan_erasure(self, subject: Subject) -> ErasurePlan:
@@ -251,23 +263,22 @@ class SqlTableConnector(Connector):
         hashed = [c for c, s in spec.masked.items() if s.how == "hash"]
         kinds = {column: kind for kind, column in spec.identity.items()}
 
-        def query(found: Definitions) -> Executable:
+        def query(found: Definitions) -> Select[Any]:
             table, where = found.tables[name], self._where(found, name, subject)
             return (select(table.c[spec.key], *(table.c[c] for c in hashed)).where(where)
-                    .order_by(table.c[spec.key]).execution_options(yield_per=BATCH))
+                    .order_by(table.c[spec.key]))
 
-        found, result = self._execute(conn, True, query)
+        found, rows = self._rows(conn, True, query)
         table = found.tables[name]
-        with result:  # closes the server-side cursor on a stop
-            for row in result:
-                check_stop()
-                key = str(row[0])
-                values: dict[str, str] = {
-                    c: pseudonym(self.config["hash_key"], v, kinds.get(c), _length(table, c))
-                    for c, v in zip(hashed, tuple(row)[1:], strict=True) if v is not None}
-                if values:
-                    pseudonyms.setdefault(name, {})[key] = values
-                yield PlanItem(name, key, action, detail)
+        for row in rows:
+            check_stop()
+            key = str(row[0])
+            values: dict[str, str] = {
+                c: pseudonym(self.config["hash_key"], v, kinds.get(c), _length(table, c))
+                for c, v in zip(hashed, tuple(row)[1:], strict=True) if v is not None}
+            if values:
+                pseudonyms.setdefault(name, {})[key] = values
+            yield PlanItem(name, key, action, detail)
 
     def _detail(self, spec: TableSpec) -> str:
         """What happens to every planned row of a table; the same for each row."""
@@ -423,3 +434,10 @@ def _reason(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
     return first[:200]
+
+
+def _closing(result: CursorResult[Any]) -> Iterator[Row[Any]]:
+    """Iterate ``result``, closing its server-side cursor however the loop ends
+    (a stop, a consumer that gives up)."""
+    with result:
+        yield from result

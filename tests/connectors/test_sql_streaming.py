@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import event
 
 from connectors.sql import SqlTableConnector
+from connectors.sql.erasure import BATCH
 from dsar.connector import Subject
 from tests.connectors.test_sql_graph import (  # noqa: F401 - fixtures, imported
     ALICE,
@@ -53,15 +54,43 @@ def test_find_streams_in_bounded_memory(sql_url: str) -> None:  # noqa: F811 - f
     assert peaks[20_000] < peaks[2_000] * 1.5 + 256 * 1024, peaks
 
 
-def test_find_reads_through_server_side_cursors(crm: SqlTableConnector) -> None:  # noqa: F811
+def _cursors_of(connector: SqlTableConnector) -> list[str]:
+    """The cursor class of each query of the orders table, as the connector runs them."""
     cursors: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "orders" in statement:
+        if statement.lstrip().startswith("SELECT orders."):
             cursors.append(type(cursor).__name__)
 
-    event.listen(crm.engine, "before_cursor_execute", record)
+    event.listen(connector.engine, "before_cursor_execute", record)
+    return cursors
+
+
+STREAMING = {"postgresql": "ServerCursor", "mysql": "SSCursor", "sqlite": "Cursor"}
+
+
+def test_a_few_rows_come_in_one_plain_query(crm: SqlTableConnector) -> None:  # noqa: F811
+    """A server-side cursor costs PostgreSQL round trips of its own: a
+    subject's usual few rows are read without one."""
+    cursors = _cursors_of(crm)
     assert len(list(crm.find(ALICE))) == 7
-    backend = crm.engine.dialect.name
-    expected = {"postgresql": "ServerCursor", "mysql": "SSCursor", "sqlite": "Cursor"}[backend]
-    assert cursors and set(cursors) == {expected}, cursors
+    plain = {"postgresql": "Cursor", "mysql": "Cursor", "sqlite": "Cursor"}
+    assert cursors == [plain[crm.engine.dialect.name]], cursors
+
+
+def test_more_rows_than_a_batch_stream_through_a_server_side_cursor(
+        sql_url: str) -> None:  # noqa: F811 - fixture
+    """Past ``BATCH`` rows of one table, the query runs again through a
+    server-side cursor, and every row is found once."""
+    orders = [{"id": 100 + n, "customer_id": 1, "placed_at": WHEN,
+               "total": decimal.Decimal("1.00")} for n in range(BATCH + 1)]
+    seed(sql_url, {"customers": ROWS["customers"][:1], "orders": orders})
+    connector = make(sql_url, tables=DATASET["tables"][:2])
+    try:
+        cursors = _cursors_of(connector)
+        keys = [r.key for r in connector.find(ALICE) if r.collection == "orders"]
+        assert sorted(keys, key=int) == [str(o["id"]) for o in orders]
+        assert cursors[-1] == STREAMING[connector.engine.dialect.name], cursors
+        assert len(cursors) == 2, cursors
+    finally:
+        connector.close()
