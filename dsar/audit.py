@@ -12,8 +12,9 @@ rolls back with the change it describes. Appends serialise on the head row
 (``SELECT ... FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` does the same), and
 ``prev_hash`` is unique, so the chain cannot fork. The head is locked late:
 a transaction's events are chained together just before it commits (or
-before its next query), after its other changes are flushed, so the lock is
-the transaction's last and is held only for its last statements.
+before it next reads the audit tables), after its other changes are
+flushed, so the lock is the transaction's last and is held only for its
+last statements.
 
 Details must never hold raw identifiers: pass :meth:`Crypto.identifier_digest`
 values instead.
@@ -28,10 +29,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from sqlalchemy import ScalarResult, event, select
+from sqlalchemy import ScalarResult, Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.util import find_tables
 
 from .crypto import Crypto, constant_time_equal
 from .database import utcnow
@@ -70,62 +73,85 @@ class AuditHeadMissing(RuntimeError):
 
 
 def record(session: Session, crypto: Crypto, action: str, *, actor: str,
-           request_id: str | None = None, details: Mapping[str, Any] | None = None) -> AuditEvent:
+           request_id: str | None = None, details: Mapping[str, Any] | None = None) -> None:
     """Append one event in the caller's transaction and move the sealed head.
 
     ``actor`` is who acted (``requester``, ``officer:<name>``, ``system``,
     ``connector:<instance>``, ``cli``); ``details`` a JSON-serialisable mapping
-    without personal data. Returns the event, which is chained (``seq``,
-    hashes, seal) when the transaction commits, or earlier when the session
-    runs a query first (so reads in the transaction see it, as with
-    autoflush): the head row is locked only then, after every other change of
-    the transaction is flushed, so it stays the last lock taken and is held
-    for the shortest time. Inside a savepoint, or as a transaction's first
-    work, the event is chained at once (in a savepoint, before events the
-    outer transaction recorded earlier and has not chained yet).
+    without personal data. The event is chained (``seq``, hashes, seal) when
+    the transaction commits, or earlier when the session first queries the
+    audit tables (so such reads see it, as with autoflush): the head row is
+    locked only then, after every other change of the transaction is
+    flushed, so it stays the last lock taken and is held for the shortest
+    time. Inside a savepoint, or as a transaction's first work, the event is
+    chained at once (in a savepoint, before events the outer transaction
+    recorded earlier and has not chained yet).
     Raises :class:`AuditHeadMissing` (from here or from the commit) when the
     head row is gone.
     """
-    entry = AuditEvent(
-        actor=actor, action=action, request_id=request_id,
-        details=json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")),
-    )
+    entry = _Pending(crypto, actor, action, request_id,
+                     json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")))
     if session.in_nested_transaction() or not session.in_transaction():
-        _append(session, [(crypto, entry)])  # a savepoint's rollback must take it too
+        _append(session, [entry])  # a savepoint's rollback must take it too
     else:
-        session.info.setdefault(_PENDING, []).append((crypto, entry))
-    return entry
+        session.info.setdefault(_PENDING, []).append(entry)
 
 
-_PENDING = "dsar_audit_pending"  # session.info: (crypto, event) not chained yet
+@dataclass(frozen=True)
+class _Pending:
+    """An event recorded in a transaction and not chained yet."""
+
+    crypto: Crypto
+    actor: str
+    action: str
+    request_id: str | None
+    details: str
+
+
+_PENDING = "dsar_audit_pending"  # session.info: the transaction's _Pending events
+_EVENTS, _HEADS = cast(Table, AuditEvent.__table__), cast(Table, AuditHead.__table__)
+_AUDIT_TABLES = frozenset({_EVENTS, _HEADS})
+_ADD_EVENTS = insert(_EVENTS)
+_LOCK_HEAD = select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID).with_for_update()
+_MOVE_HEAD = update(_HEADS).where(_HEADS.c.id == HEAD_ID).values(
+    seq=bindparam("new_seq"), hash=bindparam("new_hash"), mac=bindparam("new_mac"))
 
 
 def _append_pending(session: Session) -> None:
-    """Chain the session's pending events under the locked head, then flush them."""
+    """Chain the session's pending events under the locked head."""
     pending = session.info.pop(_PENDING, None)
     if pending:
         _append(session, pending)
 
 
-def _append(session: Session, pending: list[tuple[Crypto, AuditEvent]]) -> None:
+def _append(session: Session, pending: list[_Pending]) -> None:
+    """Lock the head, insert the events chained to it, move and seal it.
+    Core statements (three round trips however many events): the chain's
+    rows are never ORM objects while they are written."""
     session.flush()  # the transaction's other row locks first: the head is the last
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-    ).scalar_one_or_none()
+    conn = session.connection()
+    head = conn.execute(_LOCK_HEAD).first()
     if head is None:
         # The migration creates it; starting a new chain here would hide a
         # deleted head (and race with another first append).
         raise AuditHeadMissing("the audit head is missing: run `dsar db upgrade` on a new "
                                "database; otherwise run `dsar audit verify`")
-    crypto = pending[0][0]
-    for sealer, entry in pending:
-        entry.seq, entry.occurred_at, entry.prev_hash = head.seq + 1, utcnow(), head.hash
-        entry.hash = _event_hash(entry)
-        entry.mac = sealer.audit_mac(entry.hash)
-        session.add(entry)
-        head.seq, head.hash = entry.seq, entry.hash
-    head.mac = crypto.audit_mac(_head_message(head.seq, head.hash))
-    session.flush()
+    seq, last, rows = head.seq, head.hash, []
+    for entry in pending:
+        seq, occurred_at = seq + 1, utcnow()
+        text = canonical(seq, occurred_at, entry.actor, entry.action, entry.request_id,
+                         entry.details, last)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        rows.append({"seq": seq, "occurred_at": occurred_at, "actor": entry.actor,
+                     "action": entry.action, "request_id": entry.request_id,
+                     "details": entry.details, "prev_hash": last, "hash": digest,
+                     "mac": entry.crypto.audit_mac(digest)})
+        last = digest
+    conn.execute(_ADD_EVENTS, rows)
+    conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": last,
+                              "new_mac": pending[0].crypto.audit_mac(_head_message(seq, last))})
+    for held in [o for o in session.identity_map.values() if isinstance(o, AuditHead)]:
+        session.expire(held)  # an ORM copy of the head read earlier is stale now
 
 
 @event.listens_for(Session, "before_commit")
@@ -136,10 +162,14 @@ def _before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _before_query(state: ORMExecuteState) -> None:
-    """A query in a transaction with pending events sees them, as with autoflush."""
+    """A query of the audit tables in a transaction with pending events sees
+    them, as with autoflush; other queries leave them pending (one chaining,
+    one head lock, per transaction)."""
     session = state.session
     if session.info.get(_PENDING) and state.is_select and session.autoflush \
-            and not session.in_nested_transaction():
+            and not session.in_nested_transaction() \
+            and isinstance(state.statement, ClauseElement) \
+            and not _AUDIT_TABLES.isdisjoint(find_tables(state.statement)):
         _append_pending(session)
 
 

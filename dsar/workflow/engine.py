@@ -101,14 +101,22 @@ def after_discovery(session: Session, rt: Runtime, request_id: str,
 
 
 def task_ended(session: Session, rt: Runtime, task: Task, owner: str | None = None,
-               locked: Request | None = None) -> int | None:
-    """A task succeeded or failed for good: move its request on. Returns the
-    id of a follow-up task claimed for ``owner`` (the bundle step), if any.
-    ``locked``: the request, when the caller holds its row lock already."""
+               locked: Request | None = None, tasks: list[Task] | None = None) -> Task | None:
+    """A task succeeded or failed for good: move its request on. Returns a
+    follow-up task claimed for ``owner`` (the bundle step), if any.
+    ``locked``: the request, when the caller holds its row lock already;
+    ``tasks``: all its tasks, when the caller read them (ordered by connector)."""
     if task.step == STEP_DISCOVER:
         after_discovery(session, rt, task.request_id, locked=locked)
         return None
-    return finalise(session, rt, task.request_id, owner=owner, locked=locked)
+    return finalise(session, rt, task.request_id, owner=owner, locked=locked, tasks=tasks)
+
+
+def tasks_of(session: Session, request_id: str, *, lock: bool = False) -> list[Task]:
+    """A request's tasks, ordered by connector; ``lock``: row-locked too (take
+    the request's lock first: the order everywhere is request, tasks, audit head)."""
+    query = select(Task).where(Task.request_id == request_id).order_by(Task.connector)
+    return list(session.scalars(query.with_for_update() if lock else query))
 
 
 def _locked(session: Session, request_id: str) -> Request:
@@ -124,21 +132,21 @@ def reset_task(task: Task) -> None:
 
 
 def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | None = None,
-             locked: Request | None = None) -> int | None:
+             locked: Request | None = None, tasks: list[Task] | None = None) -> Task | None:
     """End the request if all its tasks have ended.
 
     Locks the request row so two workers finishing at once finalise once.
     Any failed task: ``partially_failed`` (an officer may retry). Erasure:
     completed. Access: the first time, the bundle step is added (built by a
     worker outside this transaction: the one that recorded the last export,
-    when ``owner`` names it, claims it at once and its id is returned); once
+    when ``owner`` names it, claims it at once and it is returned); once
     it succeeded, the bundle is released and the request completed.
     """
     request = locked or _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
         return None
-    tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)
-                                 .order_by(Task.connector)))
+    if tasks is None:
+        tasks = tasks_of(session, request_id)
     if any(t.status in OPEN_TASK_STATES for t in tasks):
         return None
     failed = sorted(t.connector for t in tasks if t.status == "failed")
@@ -158,7 +166,7 @@ def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | Non
 
 
 def _add_bundle_step(session: Session, rt: Runtime, request_id: str,
-                     owner: str | None) -> int | None:
+                     owner: str | None) -> Task | None:
     """The bundle task: claimed for ``owner`` (who runs it next, sparing a
     claim and a wake-up), or pending for any worker."""
     if owner is None:
@@ -170,4 +178,4 @@ def _add_bundle_step(session: Session, rt: Runtime, request_id: str,
                 lease_expires_at=now + timedelta(seconds=float(rt.settings["TASK_LEASE_SECONDS"])))
     session.add(task)
     session.flush()
-    return task.id
+    return task

@@ -66,13 +66,16 @@ def _result(task: Task) -> dict[str, Any]:
     return loaded
 
 
-def job_for(session: Session, rt: Runtime, request: Request) -> BundleJob:
-    """What the bundle of ``request`` is built from (read in the caller's transaction)."""
-    exports = session.scalars(select(Task).where(Task.request_id == request.id,
-                                                 Task.step == "export",
-                                                 Task.status == "succeeded"))
+def job_for(session: Session, rt: Runtime, request: Request,
+            tasks: list[Task] | None = None) -> BundleJob:
+    """What the bundle of ``request`` is built from (read in the caller's
+    transaction, unless the caller passes the request's ``tasks``)."""
+    if tasks is None:
+        tasks = list(session.scalars(select(Task).where(Task.request_id == request.id)))
     parts, expected = {}, {}
-    for task in exports:
+    for task in tasks:
+        if task.step != "export" or task.status != "succeeded":
+            continue
         parts[task.connector] = _result(task).get("part") or bundle.safe_name(task.connector)
         expected[task.connector] = task.record_count
     return BundleJob(request, parts, expected, identifier_sources(rt, request))

@@ -43,10 +43,10 @@ def lease_seconds(rt: Runtime) -> float:
 
 
 def claim(rt: Runtime, owner: str,
-          then: Callable[[Session, Task], None] | None = None) -> int | None:
+          then: Callable[[Session, Task, Request], None] | None = None) -> int | None:
     """Take the next runnable task under a fresh lease; ``None`` when none.
-    ``then(session, task)`` runs in the claiming transaction (to read what
-    the work needs without another round trip).
+    ``then(session, task, request)`` runs in the claiming transaction (to
+    read what the work needs without another round trip).
 
     A task whose lease ran out is a reclaim: ``reclaims`` grows (and the
     audit trail says so), ``attempts`` does not."""
@@ -64,9 +64,9 @@ def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
 
 
 def _claim(rt: Runtime, owner: str, task_id: int | None,
-           then: Callable[[Session, Task], None] | None = None) -> int | None:
+           then: Callable[[Session, Task, Request], None] | None = None) -> int | None:
     now = utcnow()
-    runnable = select(Task).join(Request, Request.id == Task.request_id).where(
+    runnable = select(Task, Request).join(Request, Request.id == Task.request_id).where(
         Request.status == Status.PROCESSING.value,
         or_((Task.status == "pending") & (Task.not_before <= now),
             (Task.status == "running") & (Task.lease_expires_at < now)))
@@ -75,10 +75,10 @@ def _claim(rt: Runtime, owner: str, task_id: int | None,
     else:
         runnable = runnable.where(Task.id == task_id)
     with rt.transaction() as session:
-        task = session.execute(runnable.with_for_update(skip_locked=True, of=Task)
-                               ).scalar_one_or_none()
-        if task is None:
+        row = session.execute(runnable.with_for_update(skip_locked=True, of=Task)).first()
+        if row is None:
             return None
+        task, request = row
         if task.status == "running":
             task.reclaims += 1
             log.warning("task %s taken over from a worker that stopped renewing its lease",
@@ -92,7 +92,7 @@ def _claim(rt: Runtime, owner: str, task_id: int | None,
         task.status, task.lease_owner = "running", owner
         task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
         if then is not None:
-            then(session, task)
+            then(session, task, request)
         return task.id
 
 

@@ -75,8 +75,8 @@ def claim_and_run(rt: Runtime, owner: str, shutdown: threading.Event | None = No
     """Claim the next runnable task (reading what it needs in the same
     transaction) and run it; ``False`` when there was none."""
     loaded: list[_Job] = []
-    task_id = lease.claim(rt, owner, then=lambda session, task: loaded.append(
-        _job_of(session, rt, task)))
+    task_id = lease.claim(rt, owner, then=lambda session, task, request: loaded.append(
+        _job_of(session, rt, task, request)))
     if task_id is None:
         return False
     run(rt, task_id, owner, shutdown, job=loaded[0])
@@ -128,13 +128,15 @@ def _load(rt: Runtime, task_id: int, owner: str) -> _Job | None:
         return _job_of(session, rt, task)
 
 
-def _job_of(session: Session, rt: Runtime, task: Task) -> _Job:
-    request = session.get(Request, task.request_id)
+def _job_of(session: Session, rt: Runtime, task: Task, request: Request | None = None,
+            tasks: list[Task] | None = None) -> _Job:
+    """What ``task`` needs to run; ``request`` and its ``tasks`` when the caller has them."""
+    request = request or session.get(Request, task.request_id)
     assert request is not None  # noqa: S101 - foreign key
     job = _Job(request.id, task.connector, task.step, subject_of(rt, request),
                len(request.identifiers), task.reclaims)
     if task.step == engine.STEP_BUNDLE:
-        job.bundle = export_step.job_for(session, rt, request)
+        job.bundle = export_step.job_for(session, rt, request, tasks)
     return job
 
 
@@ -274,10 +276,11 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
         if request_id is None:
             request_id = session.scalar(select(Task.request_id).where(Task.id == task_id))
         request = session.execute(select(Request).where(Request.id == request_id)
-                                  .with_for_update()).scalar_one()
-        task = session.execute(select(Task).where(Task.id == task_id)
-                               .with_for_update()).scalar_one_or_none()
-        if task is None or task.status != "running" or task.lease_owner != owner:
+                                  .with_for_update()).scalar_one_or_none()
+        tasks = [] if request is None else engine.tasks_of(session, request.id, lock=True)
+        task = next((t for t in tasks if t.id == task_id), None)
+        if request is None or task is None or task.status != "running" \
+                or task.lease_owner != owner:
             log.warning("task %s: lease lost before completion, result discarded", task_id)
             return False
         task.lease_owner, task.lease_expires_at = None, None
@@ -290,12 +293,12 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
                      request_id=task.request_id, details=_details(task, outcome))
         if task.status == "succeeded":
             _wake_waiting(session, rt, task)
+        follow_up = None
         if task.status in ("succeeded", "failed"):
-            outcome.follow_up = engine.task_ended(session, rt, task, owner, locked=request)
-        if outcome.follow_up is not None:
-            follow_up = session.get(Task, outcome.follow_up)
-            assert follow_up is not None  # noqa: S101 - added just now
-            outcome.follow_up_job = _job_of(session, rt, follow_up)
+            follow_up = engine.task_ended(session, rt, task, owner, locked=request, tasks=tasks)
+        if follow_up is not None:
+            outcome.follow_up = follow_up.id
+            outcome.follow_up_job = _job_of(session, rt, follow_up, request, tasks)
         return True
 
 
@@ -319,7 +322,7 @@ def _add_discovered(session: Session, rt: Runtime, task: Task,
     assert request is not None  # noqa: S101 - foreign key
     room = int(rt.settings["DISCOVERY_MAX_IDENTIFIERS"]) - len(request.identifiers)
     ordered = {kind: sorted(found[kind]) for kind in sorted(found)}
-    return add_identifiers(session, rt, request, ordered, source=f"connector:{task.connector}",
+    return add_identifiers(rt, request, ordered, source=f"connector:{task.connector}",
                            limit=max(room, 0))
 
 
