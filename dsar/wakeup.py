@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, make_url
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -61,8 +61,9 @@ def install(rt: Runtime) -> None:
     def before_commit(session: Session) -> None:
         tasks, mail = bool(session.info.get(_RUNNABLE)), bool(session.info.get(_MAIL))
         if notify and (tasks or mail):
-            session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                            {"channel": CHANNEL, "payload": _payload(sender, tasks, mail)})
+            session.connection().exec_driver_sql(  # the driver's own statement: the cheapest
+                "SELECT pg_notify(%(channel)s, %(payload)s)",
+                {"channel": CHANNEL, "payload": _payload(sender, tasks, mail)})
 
     def after_commit(session: Session) -> None:
         ids = session.info.pop(_RUNNABLE, None)

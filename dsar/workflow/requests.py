@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..database import utcnow
 from ..models import Request, Task
+from ..models.request import new_request_id
 from ..runtime import Runtime
 from . import engine, export_step
 from .deadlines import due_date
@@ -33,19 +34,20 @@ def submit(session: Session, rt: Runtime, kind: str, identifiers: Mapping[str, I
            *, name: str | None = None, message: str | None = None,
            actor: str = "requester") -> Request:
     """Create a request in ``received`` with its subject's identifiers
-    encrypted, and record ``request.received``. Returns the flushed request."""
+    encrypted, and record ``request.received``. Returns the request, added to
+    the session with its id (written when the session flushes: one INSERT
+    with the state the caller leaves it in)."""
     if kind not in KINDS:
         raise ValueError(f"unknown request kind {kind!r}")
     now = utcnow()
-    request = Request(kind=kind, status=Status.RECEIVED.value, received_at=now,
-                      due_at=due_date(now),
+    request = Request(id=new_request_id(), kind=kind, status=Status.RECEIVED.value,
+                      received_at=now, due_at=due_date(now),
                       is_review_required=kind == "erasure" and rt.settings["ERASURE_REVIEW"])
     if name or message:
         details = json.dumps({"name": name, "message": message})
         request.details_ct = rt.crypto.encrypt_text(details, "request:details")
     session.add(request)
-    session.flush()
-    digests = add_identifiers(session, rt, request, identifiers, source="requester")
+    digests = add_identifiers(rt, request, identifiers, source="requester")
     if not digests:
         raise ValueError("a request needs at least one identifier")
     audit.record(session, rt.crypto, "request.received", actor=actor, request_id=request.id,

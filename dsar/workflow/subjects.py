@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy.orm import Session
-
 from ..connector import Subject, normalise_identifier
 from ..models import Request, SubjectIdentifier
 from ..runtime import Runtime
 
 
-def add_identifiers(session: Session, rt: Runtime, request: Request,
+def add_identifiers(rt: Runtime, request: Request,
                     identifiers: Mapping[str, Iterable[str]], *, source: str,
                     limit: int | None = None) -> list[str]:
     """Attach identifiers not yet known, at most ``limit`` of them; returns
-    the digests (``kind:digest``) of the new ones."""
+    the digests (``kind:digest``) of the new ones (written at the session's
+    next flush)."""
     known = {(i.kind, i.digest) for i in request.identifiers}
     added: list[str] = []
     for kind, values in identifiers.items():
@@ -31,7 +30,6 @@ def add_identifiers(session: Session, rt: Runtime, request: Request,
                 kind=kind, digest=digest, source=source,
                 value_ct=rt.crypto.encrypt_text(clean, f"identifier:{kind}")))
             added.append(f"{kind}:{digest}")
-    session.flush()
     return added
 
 

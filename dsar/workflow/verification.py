@@ -22,6 +22,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from .. import audit, outbox
+from ..connector import normalise_identifier
 from ..crypto import constant_time_equal
 from ..database import utcnow
 from ..models import Request, Verification
@@ -79,13 +80,16 @@ def token_digest(rt: Runtime, token: str) -> str:
     return rt.crypto.token_digest(f"status:{token}")
 
 
-def start(session: Session, rt: Runtime, texts: dict[str, str], request: Request) -> Started:
+def start(session: Session, rt: Runtime, texts: dict[str, str], request: Request,
+          email: str | None = None) -> Started:
     """Give a received request its status token and queue the first code
-    (sent by the workers: :mod:`dsar.outbox`)."""
+    (sent by the workers: :mod:`dsar.outbox`) to ``email``, or to the
+    request's first address when not given."""
     token = secrets.token_urlsafe(32)
     request.status_token_digest = token_digest(rt, token)
     transition(session, rt.crypto, request, Status.VERIFYING, actor="system")
-    _queue_code(session, rt, texts, request, token, first=True)
+    session.flush()  # a new request is written once, in this state, before rows naming it
+    _queue_code(session, rt, texts, request, token, first=True, email=email)
     return Started(request, token)
 
 
@@ -105,7 +109,7 @@ def resend(session: Session, rt: Runtime, texts: dict[str, str], request: Reques
 
 
 def _queue_code(session: Session, rt: Runtime, texts: dict[str, str], request: Request,
-                status_token: str, *, first: bool) -> None:
+                status_token: str, *, first: bool, email: str | None = None) -> None:
     code, now = new_code(), utcnow()
     ttl = float(rt.settings["CODE_TTL_SECONDS"])
     # a request's first code has no row yet: no query to find that out
@@ -118,7 +122,7 @@ def _queue_code(session: Session, rt: Runtime, texts: dict[str, str], request: R
     row.attempts, row.sends = 0, row.sends + 1
     audit.record(session, rt.crypto, "verification.code_sent", actor="system",
                  request_id=request.id, details={"send": row.sends})
-    email = sorted(subject_of(rt, request).values("email"))[0]
+    email = email or sorted(subject_of(rt, request).values("email"))[0]
     status_url = f"{rt.settings['BASE_URL'].rstrip('/')}/requests/{request.id}?token={status_token}"
     values = {"code": code, "minutes": int(ttl // 60), "status_url": status_url,
               "kind_label": texts[f"kind.{request.kind}"]}
@@ -156,7 +160,7 @@ def receive(session: Session, rt: Runtime, kind: str, email: str, *, name: str |
     (sent by a worker once the caller has committed)."""
     request = flow.submit(session, rt, kind, {"email": [email]}, name=name, message=message,
                           actor="requester")
-    return start(session, rt, rt.texts, request)
+    return start(session, rt, rt.texts, request, normalise_identifier("email", email))
 
 
 def by_token(session: Session, rt: Runtime, request_id: str, token: str) -> Request | None:
