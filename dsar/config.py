@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .mail import parse_smtp_url, tls_context
+
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names it."""
@@ -92,8 +94,15 @@ SETTINGS: tuple[Setting, ...] = (
             "instance folder. Production: postgresql+psycopg://..."),
     Setting("CONNECTORS", None, "Path of the connector TOML file. Default: "
             "connectors.toml in the instance folder, when present."),
-    Setting("SMTP_URL", None, "smtp://user:password@host:port (smtps:// for TLS). "
-            "Unset in development: mails are written as .eml files to instance/outbox."),
+    Setting("SMTP_URL", None, "smtp://[user:password@]host[:port][?starttls=auto|required|off] "
+            "or smtps://[user:password@]host[:port] (TLS from the start, port 465). smtp:// "
+            "upgrades with STARTTLS when the server offers it (auto) and requires it when a "
+            "user is given: a password is never sent in clear (?starttls=off with a user stops "
+            "the start). The certificate is always verified (see SMTP_CA_FILE). Unset in "
+            "development: mails are written as .eml files to instance/outbox."),
+    Setting("SMTP_CA_FILE", None, "PEM file of the CA(s) the mail server's certificate is "
+            "checked against instead of the system's (a private CA). Verification cannot be "
+            "turned off."),
     Setting("MAIL_FROM", "privacy@localhost", "Sender address of notices and codes."),
     Setting("MAIL_RETRY_WINDOW_HOURS", 24.0, "How long the workers keep retrying a mail the "
             "SMTP server does not take (down, refusing for now) before it is marked failed "
@@ -231,9 +240,25 @@ def _validate(values: Mapping[str, Any]) -> None:
             raise ConfigError("DSAR_SECRET_KEY: production refuses the development secret")
         if not values.get("SMTP_URL"):
             raise ConfigError("DSAR_SMTP_URL: production needs an SMTP server for notices")
+    _check_smtp(values)
     _check_ratelimit_storage(str(values.get("RATELIMIT_STORAGE_URI") or ""))
     if values.get("EXECUTOR") == "celery":
         _check_broker(str(values.get("BROKER_URL") or ""))
+
+
+def _check_smtp(values: Mapping[str, Any]) -> None:
+    """SMTP_URL parses (its password never quoted); SMTP_CA_FILE loads as CAs."""
+    if values.get("SMTP_URL"):
+        try:
+            parse_smtp_url(str(values["SMTP_URL"]))
+        except ValueError as exc:
+            raise ConfigError(f"DSAR_SMTP_URL: {exc}") from None
+    if values.get("SMTP_CA_FILE"):
+        try:
+            tls_context(str(values["SMTP_CA_FILE"]))
+        except (OSError, ValueError) as exc:  # missing, unreadable, no certificate in it
+            raise ConfigError(f"DSAR_SMTP_CA_FILE: cannot load {values['SMTP_CA_FILE']} as "
+                              f"CA certificates ({type(exc).__name__})") from None
 
 
 #: broker schemes dsar's Celery executor is tested with

@@ -4,7 +4,15 @@ the content (it may carry a code).
 
 Nothing calls :class:`Mailer` inside a transaction: mail is queued in the
 outbox table with the change it tells about and handed over here by the
-workers (:mod:`dsar.outbox`)."""
+workers (:mod:`dsar.outbox`).
+
+The connection is encrypted whenever it can be and always when it carries a
+password: ``smtps://`` is TLS from the start; ``smtp://`` upgrades with
+STARTTLS when the server offers it, and requires it when the URL names a user
+(or says ``?starttls=required``). A password never crosses the network in
+clear, and the server's certificate and name are always verified, against
+``SMTP_CA_FILE`` when set (a private CA), else the system's CAs.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +20,85 @@ import logging
 import smtplib
 import ssl
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
+
+#: values of ``?starttls=`` on smtp:// URLs: auto (the default) upgrades when the
+#: server offers STARTTLS, required refuses a server that does not, off never
+#: upgrades (refused with a user: the password would go in clear)
+STARTTLS_MODES = ("auto", "required", "off")
 
 
 class MailError(Exception):
     """The mail could not be handed over. ``reason`` names the error by type
-    and SMTP code only (never an address or the server's text, which may
-    quote one); ``permanent`` when the server refused every recipient for
-    good (5xx), so trying again cannot help."""
+    and SMTP code only (never an address, a password or the server's text,
+    which may quote one); ``permanent`` when the server refused every
+    recipient for good (5xx), so trying again cannot help. Refusals of the
+    deployment rather than of the mail (credentials refused, no STARTTLS, a
+    certificate not trusted) are not permanent: mail waits in the outbox for
+    the operator to fix the setting."""
 
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(f"the mail server refused or was unreachable ({reason})")
         self.reason, self.permanent = reason, permanent
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where and how mail is handed over, parsed from ``SMTP_URL``."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: str
+    user: str | None = None
+    password: str = field(default="", repr=False)
+
+    @property
+    def needs_tls(self) -> bool:
+        """Refuse to go on in clear: a password to send, or the URL asks for TLS."""
+        return self.implicit_tls or self.starttls == "required" or self.user is not None
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """``smtp://[user:password@]host[:port][?starttls=auto|required|off]`` or
+    ``smtps://[user:password@]host[:port]``. Raises ValueError saying what is
+    wrong (never quoting the password)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ValueError("expected smtp://[user:password@]host[:port] or smtps://...")
+    try:
+        port = parts.port or (465 if scheme == "smtps" else 25)
+    except ValueError:
+        raise ValueError("the port is not a number") from None
+    options = parse_qs(parts.query, keep_blank_values=True)
+    if set(options) - {"starttls"}:
+        raise ValueError("the only option is ?starttls=auto|required|off")
+    if scheme == "smtps" and options:
+        raise ValueError("?starttls is for smtp://; smtps:// is TLS from the start")
+    starttls = options.get("starttls", ["auto"])[-1].lower() or "required"  # bare ?starttls
+    if starttls not in STARTTLS_MODES:
+        raise ValueError("?starttls= expects auto, required or off")
+    user = unquote(parts.username) if parts.username else None
+    if user is not None and starttls == "off":
+        raise ValueError("?starttls=off with a user would send the password in clear; "
+                         "dsar refuses to")
+    return SmtpTarget(parts.hostname, port, scheme == "smtps", starttls, user,
+                      unquote(parts.password or ""))
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verifies the server's certificate and host name: against ``ca_file``
+    only when given, else the system's CAs. There is no way to turn it off."""
+    return ssl.create_default_context(cafile=ca_file or None)
 
 
 class Mailer:
@@ -38,6 +106,8 @@ class Mailer:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.smtp_url = settings.get("SMTP_URL")
+        self.target = parse_smtp_url(str(self.smtp_url)) if self.smtp_url else None
+        self.ca_file: str | None = settings.get("SMTP_CA_FILE") or None
         self.sender = settings["MAIL_FROM"]
         self.outbox = Path(settings["OUTBOX_DIR"])
 
@@ -52,8 +122,8 @@ class Mailer:
         message["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
         message.set_content(body)
         suffix = f" ({ref})" if ref else ""
-        if self.smtp_url:
-            self._smtp(message)
+        if self.target is not None:
+            self._smtp(self.target, message)
             log.info("mail %s sent over SMTP%s", kind, suffix)
         else:
             path = self._write(message)
@@ -66,28 +136,62 @@ class Mailer:
         path.write_bytes(bytes(message))
         return path
 
-    def _smtp(self, message: EmailMessage) -> None:
-        url = urlsplit(str(self.smtp_url))
-        secure = url.scheme == "smtps"
-        port = url.port or (465 if secure else 25)
+    def _smtp(self, target: SmtpTarget, message: EmailMessage) -> None:
         try:
-            client: smtplib.SMTP
-            if secure:
-                client = smtplib.SMTP_SSL(url.hostname or "", port, timeout=30,
-                                          context=ssl.create_default_context())
-            else:
-                client = smtplib.SMTP(url.hostname or "", port, timeout=30)
-            with client:
-                if not secure and "starttls" in url.query:
-                    client.starttls(context=ssl.create_default_context())
-                if url.username:
-                    client.login(unquote(url.username), unquote(url.password or ""))
+            with self._connect(target) as client:
+                self._secure(client, target)
+                if target.user is not None:
+                    self._login(client, target)
                 client.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _text in exc.recipients.values()})
             raise MailError(f"{type(exc).__name__} {'/'.join(map(str, codes))}",
                             permanent=all(code >= 500 for code in codes)) from None
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _refused(f"{type(exc).__name__} {exc.smtp_code}",
+                           "the credentials in DSAR_SMTP_URL were refused") from None
         except smtplib.SMTPResponseException as exc:
             raise MailError(f"{type(exc).__name__} {exc.smtp_code}") from None
+        except ssl.SSLCertVerificationError as exc:
+            what = exc.verify_message or "verification failed"
+            raise _refused(f"certificate not trusted: {what}",
+                           "it must name the host of DSAR_SMTP_URL and chain to the "
+                           "system's CAs, or to DSAR_SMTP_CA_FILE's") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise MailError(type(exc).__name__) from None
+
+    def _connect(self, target: SmtpTarget) -> smtplib.SMTP:
+        if target.implicit_tls:
+            return smtplib.SMTP_SSL(target.host, target.port, timeout=30,
+                                    context=tls_context(self.ca_file))
+        return smtplib.SMTP(target.host, target.port, timeout=30)
+
+    def _secure(self, client: smtplib.SMTP, target: SmtpTarget) -> None:
+        """STARTTLS on smtp:// when the server offers it; when it does not,
+        go on in clear only if nothing needs TLS."""
+        if target.implicit_tls or target.starttls == "off":
+            return
+        client.ehlo()
+        if not client.has_extn("starttls"):
+            if target.user is not None:
+                raise _refused("STARTTLS not offered: the password was not sent in clear",
+                               "the server must offer STARTTLS, or use smtps://")
+            if target.needs_tls:
+                raise _refused("STARTTLS not offered", "DSAR_SMTP_URL says ?starttls=required")
+            return
+        client.starttls(context=tls_context(self.ca_file))
+        client.ehlo()
+
+    def _login(self, client: smtplib.SMTP, target: SmtpTarget) -> None:
+        """AUTH, only on an encrypted connection (the last line of defence)."""
+        if not isinstance(client.sock, ssl.SSLSocket):
+            raise _refused("not encrypted: the password was not sent in clear",
+                           "DSAR_SMTP_URL")
+        client.login(target.user or "", target.password)
+
+
+def _refused(reason: str, hint: str) -> MailError:
+    """A refusal the operator must fix (the setting named by ``hint``): logged
+    as an error, retried meanwhile."""
+    log.error("mail not handed over: %s (%s)", reason, hint)
+    return MailError(reason)
