@@ -1,5 +1,6 @@
 """What the file-store connectors (``maildir``, ``slack_export``) share:
-dsar's own temporary files and the named points where a crash is tested.
+dsar's own temporary files, one erasure at a time per store, and the named
+points where a crash is tested.
 
 Every file dsar writes into a store is first written to a temporary file
 named ``.dsar-tmp-<random>`` in a folder of that store, under an exclusive
@@ -10,6 +11,13 @@ files; the connectors call it before they read a folder, so a crash's stray
 copy is gone by the next ``find`` (the engine's verifying one included) and
 cannot outlive an erasure. A file whose lock is held belongs to a live writer
 (another worker) and is left alone.
+
+An erasure reads a file, changes it and writes it back whole, so two at once
+on one store (worker threads share a connector instance; worker processes
+share the store) would each write back the other's subject from their older
+copy. :func:`exclusive` makes them take turns: an ``flock`` on the store's
+folder itself, through a descriptor of each call's own, so it separates
+threads and processes alike and dies with a killed process.
 """
 
 from __future__ import annotations
@@ -22,11 +30,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["MAILDIR_TMP_AGE", "TMP_PREFIX", "clean", "crash_point", "staged"]
+from dsar.connector import ErasureResult, check_stop
+
+__all__ = ["MAILDIR_TMP_AGE", "TMP_PREFIX", "clean", "crash_point", "exclusive", "staged"]
 
 TMP_PREFIX = ".dsar-tmp-"
 #: Maildir's rule: anything in tmp/ untouched for 36 hours may be removed
 MAILDIR_TMP_AGE = 36 * 3600
+#: how often a waiting erasure tries the store's lock again (and checks its stop token)
+LOCK_POLL_SECONDS = 0.05
 
 
 def crash_point(point: str, target: str) -> None:
@@ -37,6 +49,26 @@ def crash_point(point: str, target: str) -> None:
     of a temporary file written), ``temp-written`` (complete and synced, not
     yet in place), ``maildir-copy-added`` (a rewritten message is in place,
     the old version not yet removed)."""
+
+
+@contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold the store's erasure lock (an exclusive ``flock`` on ``directory``)
+    for the block. While another thread or process holds it, wait, and stop
+    if the engine asks (:class:`dsar.connector.Stopped`, nothing done).
+    Raises ``OSError`` when the folder cannot be opened."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                check_stop(done=ErasureResult())
+                time.sleep(LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _create_locked(directory: Path) -> tuple[int, Path]:

@@ -314,17 +314,19 @@ class SlackExportConnector(Connector):
         """Delete the users' messages (all of them, by user id), strip their
         ids from others' reactions and threads, then blank their profiles.
         Each file is replaced whole; a stop between files reports what was
-        done, and a rerun (or a crash's rerun) finishes the job."""
+        done, and a rerun (or a crash's rerun) finishes the job. Erasures of
+        one export take turns (:func:`connectors.filestore.exclusive`)."""
         ids = set(plan.extra.get("user_ids", []))
         if not ids:
             return ErasureResult()
         self._clean()
         deleted = 0
         try:
-            for channel in self._conversations():
-                deleted += self._erase_in(channel, ids, deleted)
-            check_stop(done=ErasureResult(deleted=deleted))
-            masked = self._mask_users(ids)
+            with filestore.exclusive(self.root):  # one erasure at a time: see filestore
+                for channel in self._conversations():
+                    deleted += self._erase_in(channel, ids, deleted)
+                check_stop(done=ErasureResult(deleted=deleted))
+                masked = self._mask_users(ids)
         except OSError as exc:
             raise RetryableError(
                 f"cannot write the export: {exc.strerror or type(exc).__name__}"

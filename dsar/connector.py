@@ -37,21 +37,29 @@ Rules the engine relies on:
 Connectors register through the ``dsar.connectors`` entry-point group; the
 configuration of each instance is validated with the class's marshmallow
 ``config_schema`` before any request runs. Fields flagged with
-``metadata={"secret": True}`` are never shown or logged.
+``metadata={"secret": True}`` (passwords, tokens, keys, URLs that may hold a
+password) are never shown or logged: dsar shows a configuration through
+:func:`masked_config` and passes every message that may quote one (a
+validation error, a ``check()`` message) through :func:`redact_secrets`. The
+conformance kit fails a schema whose credential-like fields are not flagged;
+``metadata={"secret": False}`` says a field with such a name is not one (a
+column called ``key``).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import threading
+import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 __all__ = [
     "Action",
@@ -61,6 +69,7 @@ __all__ = [
     "ConnectorError",
     "ErasurePlan",
     "ErasureResult",
+    "MASK",
     "PermanentError",
     "PlanItem",
     "Record",
@@ -68,7 +77,10 @@ __all__ = [
     "Stopped",
     "Subject",
     "check_stop",
+    "masked_config",
     "normalise_identifier",
+    "redact_secrets",
+    "secret_values",
     "stop_requested",
     "stop_scope",
 ]
@@ -285,6 +297,115 @@ class CheckResult:
 
     ok: bool
     message: str = "ok"
+
+
+# ------------------------------------------------------------------ secrets in configurations
+
+#: what a secret is shown as
+MASK = "********"
+#: the password of a URL (``scheme://user:password@host``), in any text
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)([^\s/?#@]+)(@)")
+#: what :func:`_walk` calls on each value: ``leaf(value, secret)``
+_Leaf = Callable[[Any, bool | None], Any]
+
+
+def _is_secret(declared: fields.Field) -> bool:
+    return declared.metadata.get("secret") is True
+
+
+def _schema(schema: Schema | type[Schema]) -> Schema:
+    return schema() if isinstance(schema, type) else schema
+
+
+def _walk(schema: Schema, data: Any, leaf: _Leaf) -> Any:
+    """``data`` (a raw or a loaded configuration) rebuilt with every value
+    that is not a mapping, a list or a nested schema replaced by
+    ``leaf(value, secret)``: ``secret`` is True under a field flagged secret
+    (the whole value, however deep), False under any other declared field,
+    None under a key the schema does not declare."""
+    if not isinstance(data, Mapping):
+        return leaf(data, None)
+    by_key: dict[str, fields.Field] = {}
+    for name, declared in schema.fields.items():
+        by_key[declared.attribute or name] = by_key[declared.data_key or name] = declared
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        found = by_key.get(key)
+        out[key] = leaf(value, None) if found is None else _walk_field(found, value, leaf)
+    return out
+
+
+def _walk_field(declared: fields.Field, value: Any, leaf: _Leaf) -> Any:
+    if value is None:
+        return None
+    if _is_secret(declared):
+        return leaf(value, True)
+    if isinstance(declared, fields.Pluck):
+        plucked = declared.schema.fields[declared.field_name]
+        if isinstance(value, list):
+            return [_walk_field(plucked, item, leaf) for item in value]
+        return _walk_field(plucked, value, leaf)
+    if isinstance(declared, fields.Nested):
+        if isinstance(value, list):
+            return [_walk(declared.schema, item, leaf) for item in value]
+        return _walk(declared.schema, value, leaf)
+    if isinstance(declared, fields.List) and isinstance(value, list | tuple):
+        return [_walk_field(declared.inner, item, leaf) for item in value]
+    if isinstance(declared, fields.Tuple) and isinstance(value, list | tuple):
+        return [_walk_field(inner, item, leaf)
+                for inner, item in zip(declared.tuple_fields, value, strict=False)]
+    if isinstance(declared, fields.Mapping) and isinstance(value, Mapping):
+        values = declared.value_field
+        return {key: leaf(item, False) if values is None else _walk_field(values, item, leaf)
+                for key, item in value.items()}
+    return leaf(value, False)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _strings(item)
+
+
+def masked_config(schema: Schema | type[Schema], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as it may be shown: every value under a field flagged secret
+    (all of it, however deep) and under a key the schema does not declare
+    becomes :data:`MASK`. Pass any text made from it through
+    :func:`redact_secrets` too, for a URL with a password in a field that
+    should have been flagged."""
+    return dict(_walk(_schema(schema), config,
+                      lambda value, secret: value if secret is False else MASK))
+
+
+def secret_values(schema: Schema | type[Schema], config: Mapping[str, Any]) -> frozenset[str]:
+    """The strings of ``config`` (raw or loaded) that must never be shown:
+    every string under a field flagged secret, and the password of a URL
+    anywhere (as written and percent-decoded)."""
+    found: set[str] = set()
+
+    def leaf(value: Any, secret: bool | None) -> Any:
+        for text in _strings(value):
+            if secret:
+                found.add(text)
+            for match in _URL_PASSWORD.finditer(text):
+                found.update({match.group(2), urllib.parse.unquote(match.group(2))})
+        return value
+
+    _walk(_schema(schema), config, leaf)
+    return frozenset(value for value in found if value)
+
+
+def redact_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` (a message, a log line) with each of ``secrets`` and the
+    password of any URL in it replaced by :data:`MASK`."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return _URL_PASSWORD.sub(rf"\1{MASK}\3", text)
 
 
 class Connector(ABC):

@@ -11,7 +11,9 @@ has one table per instance::
 Any key may instead be read from the environment: ``url_env = "CRM_URL"``
 (at any depth), so secrets need not be written into the file.
 Everything is validated before any request runs; errors name the file and the
-key (:class:`dsar.config.ConfigError`).
+key (:class:`dsar.config.ConfigError`), and never quote a secret: the values
+of fields the schema flags secret (and URL passwords) are masked in them,
+whatever a validator echoes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from .config import ConfigError
-from .connector import Capability, Connector
+from .connector import Capability, Connector, redact_secrets, secret_values
 
 GROUP = "dsar.connectors"
 
@@ -107,9 +109,26 @@ def _instantiate(file: Path, name: str, raw: Any,
     options = _from_environment(options, where)
     try:
         config = cls.load_config(options)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {_flatten(exc.messages)}") from None
-    return cls(name, config)
+    except ValidationError as exc:  # a validator may echo the value: mask the secrets
+        message = _flatten(exc.messages)
+        raise ConfigError(f"{where}: {_masked(message, cls, options)}") from None
+    except Exception as exc:  # a third-party schema's bug: its message may quote anything
+        raise ConfigError(f"{where}: loading the configuration raised {type(exc).__name__}: "
+                          f"{_masked(str(exc), cls, options)}") from None
+    try:
+        return cls(name, config)
+    except Exception as exc:
+        raise ConfigError(f"{where}: {cls.__name__}() raised {type(exc).__name__}: "
+                          f"{_masked(str(exc), cls, config)}") from None
+
+
+def _masked(message: str, cls: type[Connector], config: Mapping[str, Any]) -> str:
+    """``message`` without the secrets of ``config`` (raw or loaded)."""
+    try:
+        secrets = secret_values(cls.config_schema, config)
+    except Exception:  # a schema this cannot walk: keep nothing that may quote it
+        return "(message withheld: it may quote a secret)"
+    return redact_secrets(message, secrets)
 
 
 def _from_environment(options: dict[str, Any], where: str) -> dict[str, Any]:

@@ -19,6 +19,11 @@ Optional fixtures: ``shared_refs`` (refs both subjects genuinely share, e.g. an
 email between them; default empty) and ``raw_config`` (a valid raw config for
 the schema tests; default the connector's loaded config).
 
+The kit also checks the configuration schema: every credential-like field
+(see :func:`credential_like`) is flagged ``metadata={"secret": True}`` (or,
+when it is none, ``{"secret": False}``), and neither a loaded configuration,
+nor ``check()``'s message, nor the logs show a secret.
+
 The kit only uses the public contract in :mod:`dsar.connector`. Each store
 fixture must be function-scoped: erasure tests change the store. The kit needs
 pytest, so it is for test suites only.
@@ -28,12 +33,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields
 
 from dsar.connector import (
     Action,
@@ -45,11 +51,14 @@ from dsar.connector import (
     Record,
     Stopped,
     Subject,
+    masked_config,
     normalise_identifier,
+    redact_secrets,
+    secret_values,
     stop_scope,
 )
 
-__all__ = ["ConnectorContract", "personal_values"]
+__all__ = ["ConnectorContract", "credential_like", "personal_values"]
 
 Ref = tuple[str, str]
 
@@ -83,6 +92,74 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _strings(item)
+
+
+#: a field whose name ends in one of these words holds a credential (``password``,
+#: ``api_key``, ``access_token``) or may (``dsn``, ``url``: a URL may carry a password)
+CREDENTIAL_ENDINGS = frozenset({
+    "password", "passwords", "passwd", "pwd", "passphrase", "secret", "secrets", "token",
+    "tokens", "key", "keys", "apikey", "credential", "credentials", "dsn", "url", "uri",
+})
+#: ... or that holds one of these anywhere (``password_hash``, ``secret_name``)
+CREDENTIAL_WORDS = frozenset({
+    "password", "passwords", "passwd", "passphrase", "secret", "secrets", "credential",
+    "credentials",
+})
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+#: secrets shorter than this are not looked for in texts (a test's token "t")
+MIN_SECRET = 4
+
+
+def credential_like(name: str) -> bool:
+    """Does a configuration key's name say it holds, or may hold, a
+    credential? Its words (split at ``_``, ``-`` and camelCase) end in one of
+    :data:`CREDENTIAL_ENDINGS` or contain one of :data:`CREDENTIAL_WORDS`."""
+    words = [word.lower() for word in _WORD.findall(name)]
+    return bool(words) and (words[-1] in CREDENTIAL_ENDINGS
+                            or not CREDENTIAL_WORDS.isdisjoint(words))
+
+
+def _unflagged(schema: Schema, prefix: str = "",
+               seen: frozenset[type] = frozenset()) -> Iterator[str]:
+    """Paths of the credential-like fields of ``schema`` that do not say
+    whether they are secret (``metadata={"secret": True | False}``)."""
+    for name, declared in schema.fields.items():
+        key = declared.data_key or name
+        yield from _unflagged_field(declared, f"{prefix}{key}", key, False, seen)
+
+
+def _unflagged_field(declared: fields.Field, path: str, name: str, decided: bool,
+                     seen: frozenset[type]) -> Iterator[str]:
+    flag = declared.metadata.get("secret")
+    if flag is True:  # all of it is masked
+        return
+    decided = decided or flag is False
+    if isinstance(declared, fields.Nested):  # its own fields decide
+        nested = declared.schema
+        if type(nested) not in seen:
+            yield from _unflagged(nested, f"{path}.", seen | {type(nested)})
+    elif isinstance(declared, fields.List):
+        yield from _unflagged_field(declared.inner, f"{path}[]", name, decided, seen)
+    elif isinstance(declared, fields.Tuple):
+        for index, inner in enumerate(declared.tuple_fields):
+            yield from _unflagged_field(inner, f"{path}[{index}]", name, decided, seen)
+    elif isinstance(declared, fields.Mapping) and declared.value_field is not None:
+        yield from _unflagged_field(declared.value_field, f"{path}.*", name, decided, seen)
+    elif not decided and credential_like(name):
+        yield path
+
+
+def _url_passwords(value: Any, path: str = "") -> Iterator[str]:
+    """Paths of the strings in ``value`` that hold a URL with a password."""
+    if isinstance(value, str):
+        if redact_secrets(value) != value:
+            yield path or "(the configuration)"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _url_passwords(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _url_passwords(item, f"{path}[{index}]")
 
 
 class ConnectorContract:
@@ -305,6 +382,44 @@ class ConnectorContract:
             raw = {k: v for k, v in raw_config.items() if k != name}
             with pytest.raises(ValidationError):
                 type(connector).load_config(raw)
+
+    # ----------------------------------------------------------- secrets
+    def test_credential_fields_are_flagged_secret(
+        self, connector: Connector, raw_config: dict
+    ) -> None:
+        schema = type(connector).config_schema()
+        unflagged = sorted(_unflagged(schema))
+        assert not unflagged, (
+            "config fields that look like credentials are not flagged secret: "
+            + ", ".join(unflagged) + ' (metadata={"secret": True}; {"secret": False} if one '
+            "never holds a credential)")
+        for config in (raw_config, connector.config):
+            shown = masked_config(schema, config)
+            with_password = sorted(_url_passwords(shown))
+            assert not with_password, (
+                "a URL with a password in a config field not flagged secret: "
+                + ", ".join(with_password))
+            secrets = {s for s in secret_values(schema, raw_config) | secret_values(
+                schema, connector.config) if len(s) >= MIN_SECRET}
+            text = json.dumps(shown, default=str)
+            copied = any(secret in text for secret in secrets)  # quotes none on failure
+            assert not copied, "a secret of the configuration is copied into a field not " \
+                "flagged secret"
+
+    def test_check_and_logs_hold_no_secret(
+        self, connector: Connector, unreachable_connector: Connector,
+        caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        for instance in (connector, unreachable_connector):
+            secrets = {s for s in secret_values(type(instance).config_schema, instance.config)
+                       if len(s) >= MIN_SECRET}
+            texts = [instance.check().message, repr(instance)]
+            texts += [log.getMessage() + (log.exc_text or "") for log in caplog.records]
+            # any(): a failure must not quote the secret it found
+            leaked = any(secret in text for secret in secrets for text in texts)
+            assert not leaked, "a secret of the configuration in check()'s message, the " \
+                "repr or the logs"
 
     # ----------------------------------------------------------- privacy
     def test_reprs_hold_no_personal_data(self, connector: Connector, subject: Subject) -> None:

@@ -7,6 +7,7 @@ import logging
 import mailbox
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from email import policy
 from email.generator import BytesGenerator
 from email.message import EmailMessage
@@ -186,20 +187,23 @@ class MaildirConnector(Connector):
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Delete and rewrite the planned messages, one at a time, each fully
         or not at all; stops between messages when asked. Idempotent: a rerun
-        after a crash or a stop finishes the job (see :mod:`.store`)."""
+        after a crash or a stop finishes the job (see :mod:`.store`). Erasures
+        of one Maildir take turns (:func:`connectors.filestore.exclusive`)."""
         hashes = set(plan.extra.get("address_hashes", []))
         folders: dict[str, Folder | None] = {}
         done = {Action.DELETE: 0, Action.MASK: 0, Action.KEEP: 0}
         try:
-            for item in plan.items:
-                check_stop(done=_result(done))
-                if item.collection not in folders:
-                    folders[item.collection] = self._opened(item.collection)
-                folder = folders[item.collection]
-                if item.action is Action.KEEP or (
-                    folder is not None and self._erase_one(folder, item, hashes)
-                ):
-                    done[item.action] += 1
+            # one erasure at a time: see connectors.filestore
+            with filestore.exclusive(self._root()) if plan.items else nullcontext():
+                for item in plan.items:
+                    check_stop(done=_result(done))
+                    if item.collection not in folders:
+                        folders[item.collection] = self._opened(item.collection)
+                    folder = folders[item.collection]
+                    if item.action is Action.KEEP or (
+                        folder is not None and self._erase_one(folder, item, hashes)
+                    ):
+                        done[item.action] += 1
         except OSError as exc:
             raise RetryableError(
                 f"cannot write the Maildir: {exc.strerror or type(exc).__name__}"

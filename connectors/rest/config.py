@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
@@ -33,6 +34,8 @@ _NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
 _PROFILE = re.compile(r"^[a-z0-9_]+$")
 _HTTP_URL = validate.URL(relative=False, schemes={"http", "https"}, require_tld=False)
 SECRET = {"secret": True}
+#: a URL that is shown: credentials go in ``auth``, never in it (``_no_credentials``)
+NOT_SECRET = {"secret": False}
 
 
 def _header_safe(value: str) -> None:
@@ -40,6 +43,14 @@ def _header_safe(value: str) -> None:
     # (a credential) in its error; refuse it here without quoting it.
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValidationError("must not contain control characters (line breaks, tabs)")
+
+
+def _no_credentials(value: str) -> None:
+    # a URL is shown and logged as it is; urllib would send its user:password@
+    # as part of the host, and quote it in its error
+    if "@" in urlsplit(value).netloc:
+        raise ValidationError("must not hold a user or password (user:password@): "
+                              "give credentials in auth")
 
 
 def _absolute_path(value: str) -> None:
@@ -67,7 +78,8 @@ class AuthSchema(Schema):
     token = fields.String(load_default=None, validate=_header_safe, metadata=SECRET)
     username = fields.String(load_default=None, validate=_header_safe)
     password = fields.String(load_default=None, validate=_header_safe, metadata=SECRET)
-    token_url = fields.String(load_default=None, validate=_HTTP_URL)
+    token_url = fields.String(load_default=None, validate=[_HTTP_URL, _no_credentials],
+                              metadata=NOT_SECRET)
     client_id = fields.String(load_default=None, validate=_header_safe)
     client_secret = fields.String(load_default=None, validate=_header_safe, metadata=SECRET)
     scope = fields.String(load_default=None)
@@ -219,7 +231,8 @@ class RestConfigSchema(Schema):
     """The whole instance: where the API is, how to authenticate, the object
     types, and the HTTP policy (timeout, tries, backoff, Retry-After cap)."""
 
-    base_url = fields.String(required=True, validate=_HTTP_URL)
+    base_url = fields.String(required=True, validate=[_HTTP_URL, _no_credentials],
+                             metadata=NOT_SECRET)
     auth = fields.Nested(AuthSchema, required=True)
     objects = fields.Dict(keys=fields.String(validate=validate.Regexp(_NAME)),
                           values=fields.Nested(ObjectSchema), required=True,

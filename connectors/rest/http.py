@@ -34,10 +34,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
+from importlib import metadata
 from typing import Any
 from urllib.parse import urlencode
 
-from dsar import __version__
 from dsar.connector import PermanentError, RetryableError
 
 from .templates import origin, retry_after_seconds
@@ -48,6 +48,18 @@ _TRANSIENT = frozenset({408, 500, 502, 503, 504}) | frozenset(range(505, 600))
 _NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
 #: a cached OAuth2 token is renewed this many seconds before it expires
 TOKEN_MARGIN = 30.0
+
+
+def _user_agent() -> str:
+    # read from the installed distribution: a connector imports nothing of dsar
+    # but dsar.connector (connectors/ruff.toml)
+    try:
+        return f"dsar-toolkit/{metadata.version('dsar-toolkit')}"
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "dsar-toolkit"
+
+
+USER_AGENT = _user_agent()
 
 
 @dataclass(frozen=True, repr=False)
@@ -150,7 +162,7 @@ class HttpClient:
 
     # ------------------------------------------------------------ auth
     def _headers(self, content_type: str | None, authenticate: bool) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": f"dsar-toolkit/{__version__}"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if content_type:
             headers["Content-Type"] = content_type
         if authenticate:

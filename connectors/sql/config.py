@@ -98,7 +98,9 @@ class TableSchema(Schema):
     """One table: how the subject's rows are found and what erasure does."""
 
     name = fields.String(required=True, validate=validate.Length(min=1))
-    key = fields.String(load_default="id", validate=validate.Length(min=1))
+    #: a column's name, not a credential
+    key = fields.String(load_default="id", validate=validate.Length(min=1),
+                        metadata={"secret": False})
     category = fields.String(load_default="profile", validate=validate.Length(min=1))
     identity = fields.Dict(keys=fields.String(validate=_kind), values=IdentityField(),
                            load_default=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -74,27 +75,35 @@ class SqlTableConnector(Connector):
         if not any(spec.discover for spec in self.dataset.tables.values()):
             self.capabilities = frozenset({Capability.FIND, Capability.ERASE, Capability.STOP})
         self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
         self._definitions = DefinitionCache(self.dataset)
         self._walk_problems = self.dataset.walk_problems()
         self._erase_problems = self._walk_problems + self.dataset.erase_problems()
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            # hide_parameters: bound values (identifiers) never reach messages or logs;
-            # pool_pre_ping: a connection pooled before an outage is replaced, not used
-            engine = create_engine(self.config["url"], hide_parameters=True,
-                                   pool_pre_ping=True)
-            if engine.dialect.name == "sqlite":
-                event.listen(engine, "connect", _sqlite_foreign_keys)
-            self._engine = engine
-        return self._engine
+        """The instance's engine (its pool), shared by the worker threads:
+        made once, under a lock, on first use."""
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._engine_lock:
+            if self._engine is None:
+                # hide_parameters: bound values (identifiers) never reach messages or logs;
+                # pool_pre_ping: a connection pooled before an outage is replaced, not used
+                engine = create_engine(self.config["url"], hide_parameters=True,
+                                       pool_pre_ping=True)
+                if engine.dialect.name == "sqlite":
+                    event.listen(engine, "connect", _sqlite_foreign_keys)
+                self._engine = engine
+            return self._engine
 
     def close(self) -> None:
         """Close pooled connections (tests, shutdown). Safe to call twice."""
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
 
     # ------------------------------------------------------------ check
     def check(self) -> CheckResult:

@@ -1,15 +1,27 @@
-"""``dsar connectors``: installed types, configured instances, health, new packages."""
+"""``dsar connectors``: installed types, configured instances, health, new packages.
+
+Nothing here prints a secret: a configuration is shown through
+:func:`dsar.connector.masked_config`, and every text that may quote one (a
+``check()`` message) goes through :func:`dsar.connector.redact_secrets` with
+the instance's secrets.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
 
+from ..connector import Connector, masked_config, redact_secrets, secret_values
 from ..runtime import runtime
 from .base import connectors_or_fail, main
+
+
+def _without_secrets(connector: Connector, text: str) -> str:
+    return redact_secrets(text, secret_values(type(connector).config_schema, connector.config))
 
 # --- connectors -----------------------------------------------------------------------
 
@@ -19,8 +31,10 @@ def connectors() -> None:
 
 
 @connectors.command("list")
+@click.option("--config", "show_config", is_flag=True,
+              help="Also print each instance's configuration (secrets masked).")
 @with_appcontext
-def connectors_list() -> None:
+def connectors_list(show_config: bool) -> None:
     """Installed types and the instances in the connector file."""
     from ..registry import available_types
 
@@ -29,6 +43,9 @@ def connectors_list() -> None:
         caps = ",".join(sorted(c.value for c in connector.capabilities))
         kinds = ",".join(sorted(connector.identity_kinds))
         click.echo(f"{name:<20} {type(connector).__name__:<24} {caps:<12} {kinds}")
+        if show_config:
+            shown = masked_config(type(connector).config_schema, connector.config)
+            click.echo("  " + _without_secrets(connector, json.dumps(shown, default=str)))
 
 
 @connectors.command("check")
@@ -42,7 +59,7 @@ def connectors_check() -> None:
     for name, connector in configured.items():
         try:
             result = connector.check()
-            ok, message = result.ok, result.message
+            ok, message = result.ok, _without_secrets(connector, result.message)
         except Exception as exc:  # check() must not raise; report it as not ok
             ok, message = False, f"check raised {type(exc).__name__}"
         failed += not ok

@@ -22,6 +22,7 @@ from marshmallow import ValidationError
 from connectors import filestore
 from connectors.maildir import MaildirConnector, address_hash, redact_text
 from connectors.maildir.addresses import _scrub_value
+from connectors.maildir.store import rewrite_key
 from dsar.connector import Action, RetryableError, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
 
@@ -680,3 +681,45 @@ def test_a_rewrite_added_meanwhile_is_not_taken_for_ours(
     connector.erase(connector.plan_erasure(ALICE))
     assert list(connector.find(ALICE)) == []
     assert not [n for n, raw in file_bytes(path).items() if b"alice@example.org" in raw.lower()]
+
+
+def test_erasures_sharing_a_message_take_turns(
+    store: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker threads share one instance. Bob sent "Complaint" with Alice in
+    Cc: Alice's erasure rewrites it (her address redacted), Bob's deletes it.
+    Alice's, paused with her rewrite written but not yet in place, must not
+    put Bob's message back after Bob's erasure deleted it."""
+    path, keys = store
+    connector = make(path)
+    plans = {"alice": connector.plan_erasure(ALICE), "bob": connector.plan_erasure(BOB)}
+    rewrite = rewrite_key(keys["cc_alice"][1])
+    paused, resume = threading.Event(), threading.Event()
+
+    def pausing(point: str, target: str) -> None:
+        if threading.current_thread().name == "alice" and point == "temp-written" \
+                and rewrite in target and not paused.is_set():
+            paused.set()
+            resume.wait(10)
+
+    monkeypatch.setattr(filestore, "crash_point", pausing)
+    errors: list[BaseException] = []
+
+    def erase(name: str) -> None:
+        try:
+            connector.erase(plans[name])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    alice = threading.Thread(target=erase, args=("alice",), name="alice")
+    alice.start()
+    assert paused.wait(10)
+    bob = threading.Thread(target=erase, args=("bob",), name="bob")
+    bob.start()
+    bob.join(0.5)  # without the store's lock Bob's erasure runs to its end meanwhile
+    resume.set()
+    alice.join(10)
+    bob.join(10)
+    assert not errors
+    assert list(connector.find(ALICE)) == [] and list(connector.find(BOB)) == []
+    assert not [n for n, raw in file_bytes(path).items() if b"bob@example.org" in raw.lower()]

@@ -515,6 +515,20 @@ def test_a_credential_with_a_line_break_is_refused_without_echoing_it() -> None:
     assert "t0k" not in str(caught.value.messages)
 
 
+@pytest.mark.parametrize("where", ["base_url", "token_url"])
+def test_a_url_with_credentials_is_refused_without_echoing_it(where: str) -> None:
+    url = "https://crm-user:pw-in-the-url@crm.example/api"
+    auth = {"kind": "oauth2_client_credentials", "token_url": "https://crm.example/token",
+            "client_id": "c", "client_secret": "s"}
+    raw = {**BASE, "auth": auth, "objects": {}}
+    raw = {**raw, "base_url": url} if where == "base_url" else {
+        **raw, "auth": {**auth, "token_url": url}}
+    with pytest.raises(ValidationError) as caught:
+        RestConnector.load_config(raw)
+    assert "must not hold a user or password" in str(caught.value.messages)
+    assert "pw-in-the-url" not in str(caught.value.messages)
+
+
 def test_secrets_are_flagged() -> None:
     auth = RestConnector.config_schema().fields["auth"].schema.fields  # type: ignore[attr-defined]
     assert {n for n, f in auth.items() if f.metadata.get("secret")} == {

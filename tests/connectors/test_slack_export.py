@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from connectors import filestore
+from connectors import filestore, slack_export
 from connectors.slack_export import SlackExportConnector
 from dsar.connector import Action, ErasureResult, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
@@ -304,3 +304,68 @@ def test_find_removes_abandoned_temporaries_not_live_ones(root: Path) -> None:
         assert sorted(str(p.relative_to(root)) for p in root.rglob(".*")) == [
             "random/.dsar-tmp-live"]
     assert (root / "notes.txt").exists()
+
+
+def test_erasures_sharing_a_file_take_turns(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker threads share one instance: Alice's erasure, paused between
+    reading general/2024-05-01.json and writing it back, must not write Bob's
+    messages back after Bob's erasure removed them (nor the other way round)."""
+    connector = make(root)
+    plans = {"alice": connector.plan_erasure(ALICE), "bob": connector.plan_erasure(BOB)}
+    paused, resume = threading.Event(), threading.Event()
+    write_json = slack_export.write_json
+
+    def pausing(path: Path, data: Any) -> None:
+        if threading.current_thread().name == "alice" and not paused.is_set():
+            paused.set()
+            resume.wait(10)
+        write_json(path, data)
+
+    monkeypatch.setattr(slack_export, "write_json", pausing)
+    errors: list[BaseException] = []
+
+    def erase(name: str) -> None:
+        try:
+            connector.erase(plans[name])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    alice = threading.Thread(target=erase, args=("alice",), name="alice")
+    alice.start()
+    assert paused.wait(10)
+    bob = threading.Thread(target=erase, args=("bob",), name="bob")
+    bob.start()
+    bob.join(0.5)  # without the store's lock Bob's erasure runs to its end meanwhile
+    resume.set()
+    alice.join(10)
+    bob.join(10)
+    assert not errors
+    assert list(connector.find(ALICE)) == [] and list(connector.find(BOB)) == []
+    # find cannot see messages whose author's profile is blanked: read the files
+    authors = {m.get("user") for day in root.glob("*/*.json") for m in read(day)}
+    assert authors == {"U3"}, "a message of Alice or Bob was written back"
+
+
+def test_an_erasure_waits_for_the_store_and_stops_when_asked(root: Path) -> None:
+    connector = make(root)
+    plan = connector.plan_erasure(ALICE)
+    stop = threading.Event()
+    outcome: list[object] = []
+
+    def erase() -> None:
+        with stop_scope(stop):
+            try:
+                outcome.append(connector.erase(plan))
+            except Stopped as exc:
+                outcome.append(exc)
+
+    with filestore.exclusive(root):  # another erasure of this export is running
+        waiting = threading.Thread(target=erase)
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive(), "it waits for the other erasure"
+        stop.set()
+        waiting.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], Stopped)
+    assert outcome[0].done == ErasureResult(), "stopped before changing anything"
+    assert len(list(connector.find(ALICE))) == len(plan.items)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from sqlalchemy import (
 )
 
 from connectors.sql import SqlTableConnector, json_safe
+from connectors.sql import connector as sql_connector
 from dsar.connector import Action, Capability, PermanentError, RetryableError, Subject
 from dsar.testing import ConnectorContract
 
@@ -331,3 +334,35 @@ def test_discover_is_off_unless_a_table_asks(tmp_path: Path) -> None:
         assert Capability.DISCOVER not in conn.capabilities
     finally:
         conn.close()
+
+
+def test_worker_threads_share_one_engine(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instance is shared by the worker threads: two first uses at once
+    make one engine (one pool), not one each with the loser's never closed."""
+    made: list[Any] = []
+    both = threading.Barrier(2)
+
+    def slow_create_engine(*args: Any, **kwargs: Any) -> Any:
+        made.append(create_engine(*args, **kwargs))
+        time.sleep(0.2)  # the other thread arrives meanwhile
+        return made[-1]
+
+    monkeypatch.setattr(sql_connector, "create_engine", slow_create_engine)
+    crm = make(url)
+    engines: list[Any] = []
+
+    def first_use() -> None:
+        both.wait(5)
+        engines.append(crm.engine)
+
+    threads = [threading.Thread(target=first_use) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    try:
+        assert len(made) == 1 and engines == [made[0], made[0]]
+    finally:
+        crm.close()
+        for engine in made:
+            engine.dispose()
