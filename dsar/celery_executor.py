@@ -72,6 +72,7 @@ from .models import Request, Task
 from .runtime import Runtime
 from .workflow import lease, tasks
 from .workflow.states import Status
+from .workflow.task_states import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -331,10 +332,10 @@ class Sweeper:
         with self.rt.transaction() as session:
             rows = session.execute(
                 select(Task.id, Task.not_before).join(Request, Request.id == Task.request_id)
-                .where(Request.status == Status.PROCESSING.value,
-                       or_((Task.status == "pending")
+                .where(Request.status == Status.PROCESSING,
+                       or_((Task.status == TaskStatus.PENDING)
                            & (Task.not_before <= now - timedelta(seconds=self.lease)),
-                           (Task.status == "running") & (Task.lease_expires_at < now)))
+                           (Task.status == TaskStatus.RUNNING) & (Task.lease_expires_at < now)))
                 .order_by(Task.not_before, Task.id).limit(1000)).all()
         self._next_try = {i: v for i, v in self._next_try.items() if i in {r[0] for r in rows}}
         sent = 0

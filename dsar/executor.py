@@ -30,6 +30,7 @@ from .models import Request, Task
 from .runtime import Runtime
 from .workflow import export_step, lease, tasks
 from .workflow.states import Status
+from .workflow.task_states import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +265,12 @@ class InProcessExecutor:
         with self.rt.transaction() as session:
             open_tasks = (select(func.min(Task.not_before))
                           .join(Request, Request.id == Task.request_id)
-                          .where(Request.status == Status.PROCESSING.value))
+                          .where(Request.status == Status.PROCESSING))
+            running = Task.status == TaskStatus.RUNNING
             due = session.scalar(open_tasks.where(
-                (Task.status == "pending")
-                | ((Task.status == "running") & (Task.lease_expires_at < now))
-                | ((Task.status == "running") & Task.lease_owner.startswith(f"{self.id}:"))))
+                (Task.status == TaskStatus.PENDING)
+                | (running & (Task.lease_expires_at < now))
+                | (running & Task.lease_owner.startswith(f"{self.id}:"))))
         if due is None:
             return None
         return max((due - now) / timedelta(seconds=1), 0.0)
@@ -280,7 +282,7 @@ class InProcessExecutor:
             rows = session.execute(
                 select(Task.request_id, Task.connector, Task.step, Task.lease_expires_at)
                 .join(Request, Request.id == Task.request_id)
-                .where(Request.status == Status.PROCESSING.value, Task.status == "running",
+                .where(Request.status == Status.PROCESSING, Task.status == TaskStatus.RUNNING,
                        Task.lease_expires_at >= now,
                        ~Task.lease_owner.startswith(f"{self.id}:"))
                 .order_by(Task.id)).all()

@@ -53,9 +53,10 @@ def install(rt: Runtime) -> None:
 
     def after_flush(session: Session, _context: Any) -> None:
         from .models import Task
+        from .workflow.task_states import TaskStatus
 
         for obj in (*session.new, *session.dirty):
-            if isinstance(obj, Task) and obj.status == "pending":
+            if isinstance(obj, Task) and obj.status == TaskStatus.PENDING:
                 session.info.setdefault(_RUNNABLE, set()).add(obj.id)
 
     def before_commit(session: Session) -> None:

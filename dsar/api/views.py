@@ -22,7 +22,7 @@ from ..models import Request
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
 from ..workflow import downloads, verification
-from ..workflow.states import Status
+from ..workflow.states import RequestKind, Status
 from . import bp
 from .errors import ApiError, text
 from .guards import before_api_request, load, owned
@@ -121,7 +121,7 @@ def export(request_id: str) -> ResponseReturnValue:
     rt = runtime()
     with rt.transaction() as session:
         found = owned(session, rt, request_id)
-        if found.kind != "access":
+        if found.kind != RequestKind.ACCESS:
             raise ApiError(409, "no_export", text("api.no_export"))
         try:
             path = downloads.take(session, rt, found)
@@ -191,7 +191,7 @@ def status_document(session: Session, rt: Runtime, found: Request) -> dict[str, 
 def export_state(session: Session, rt: Runtime, found: Request) -> dict[str, Any] | None:
     """``None`` until an access request is completed; then whether
     :func:`dsar.workflow.downloads.take` would hand the zip out."""
-    if found.kind != "access" or found.status != Status.COMPLETED.value:
+    if found.kind != RequestKind.ACCESS or found.status != Status.COMPLETED:
         return None
     state = downloads.availability(rt, downloads.bundle_of(session, found))
     return dict(ExportView().dump({

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..runtime import runtime
+from ..workflow.states import RequestKind
 from .base import (
     actor,
     connectors_or_fail,
@@ -33,7 +34,7 @@ def requests() -> None:
 
 
 @requests.command("submit")
-@click.option("--kind", type=click.Choice(["access", "erasure"]), required=True)
+@click.option("--kind", type=click.Choice([k.value for k in RequestKind]), required=True)
 @click.option("--email", required=True, help="The subject's email address.")
 @click.option("--phone", default=None)
 @click.option("--customer-id", default=None)
@@ -154,7 +155,7 @@ def requests_plan(request_id: str, as_json: bool) -> None:
     connectors_or_fail(runtime())
     with transaction() as (rt, session):
         request = get_request(session, request_id)
-        if request.kind != "erasure":
+        if request.kind != RequestKind.ERASURE:
             raise click.ClickException(f"{request_id} is an {request.kind} request")
         previews = preview_erasure(session, rt, request, actor=actor())
     if as_json:

@@ -18,6 +18,7 @@ from ..models import Request
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
 from ..workflow import downloads
+from ..workflow.states import RequestKind, Status
 
 #: states in which the status page refreshes itself (work is under way)
 REFRESHING = frozenset({"received", "verified", "approved", "processing"})
@@ -60,7 +61,7 @@ def status_context(session: Session, rt: Runtime, request: Request) -> dict[str,
 
 def _download(session: Session, rt: Runtime, request: Request) -> dict[str, str] | None:
     """The link and its limits, or why there is none; ``None`` when no export is due."""
-    if request.status != "completed" or request.kind != "access":
+    if request.status != Status.COMPLETED or request.kind != RequestKind.ACCESS:
         return None
     texts = rt.texts
     state = downloads.availability(rt, downloads.bundle_of(session, request))

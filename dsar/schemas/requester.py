@@ -6,11 +6,13 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from ..workflow.export_step import STEP_BUNDLE
+from ..workflow.states import Status
+from ..workflow.task_states import Step, TaskStatus
 
 #: task states as a requester reads them
-PROGRESS = {"pending": "waiting", "running": "working", "succeeded": "done",
-            "failed": "problem", "cancelled": "stopped"}
+PROGRESS = {TaskStatus.PENDING: "waiting", TaskStatus.RUNNING: "working",
+            TaskStatus.SUCCEEDED: "done", TaskStatus.FAILED: "problem",
+            TaskStatus.CANCELLED: "stopped"}
 
 
 class StoreProgress(Schema):
@@ -25,9 +27,9 @@ class RequestRequesterView(Schema):
     received_at = fields.AwareDateTime()
     due_at = fields.AwareDateTime()
     progress = fields.Function(lambda request: StoreProgress(many=True).dump(
-        [t for t in request.tasks if t.step != STEP_BUNDLE]))
+        [t for t in request.tasks if t.step != Step.BUNDLE]))
     reason = fields.Method("_reason")
 
     def _reason(self, request: Any) -> str | None:
         """Only a denial's reason is meant for the requester."""
-        return request.status_reason if request.status == "denied" else None
+        return request.status_reason if request.status == Status.DENIED else None

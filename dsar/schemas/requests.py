@@ -6,13 +6,16 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ..workflow.states import RequestKind
+from ..workflow.task_states import TaskStatus
+
 IDENTIFIER_KINDS = ("email", "phone", "customer_id")
 
 
 class SubmitInput(Schema):
     """A new request: kind, at least an email, optional name and message."""
 
-    kind = fields.String(required=True, validate=validate.OneOf(("access", "erasure")))
+    kind = fields.String(required=True, validate=validate.OneOf(tuple(RequestKind)))
     email = fields.Email(required=True, validate=validate.Length(max=254))
     phone = fields.String(load_default=None, validate=validate.Regexp(
         r"^\+?[0-9 ()./-]{5,32}$", error="Enter a phone number of digits, spaces and +()-./"))
@@ -55,7 +58,7 @@ class WaitingView(Schema):
 
 def waiting_tasks(request: Any) -> list[Any]:
     """The tasks of ``request`` waiting to retry a store that failed."""
-    return [t for t in request.tasks if t.status == "pending" and t.retrying_since]
+    return [t for t in request.tasks if t.status == TaskStatus.PENDING and t.retrying_since]
 
 
 class IdentifierView(Schema):

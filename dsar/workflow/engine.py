@@ -22,20 +22,15 @@ from ..models import Request, Task
 from ..models.task import BUNDLE_CONNECTOR
 from ..runtime import Runtime
 from . import export_step
-from .export_step import STEP_BUNDLE
-from .states import Status, transition
+from .states import RequestKind, Status, transition
+from .task_states import OPEN, Step, TaskStatus, move
 
 log = logging.getLogger(__name__)
 
-STEP_DISCOVER = "discover"
-STEP_EXPORT = "export"
-STEP_ERASE = "erase"
-__all__ = ["STEP_BUNDLE", "STEP_DISCOVER", "STEP_ERASE", "STEP_EXPORT"]
-OPEN_TASK_STATES = ("pending", "running")
 
 
-def step_for(request: Request) -> str:
-    return STEP_EXPORT if request.kind == "access" else STEP_ERASE
+def step_for(request: Request) -> Step:
+    return Step.EXPORT if request.kind == RequestKind.ACCESS else Step.ERASE
 
 
 def start_processing(session: Session, rt: Runtime, request: Request, *, actor: str) -> None:
@@ -48,20 +43,20 @@ def start_processing(session: Session, rt: Runtime, request: Request, *, actor: 
                details={"step": step_for(request), "connectors": names,
                         "discovery": discoverers})
     if discoverers:
-        _ensure_tasks(session, request.id, discoverers, STEP_DISCOVER)
+        _ensure_tasks(session, request.id, discoverers, Step.DISCOVER)
     else:
         _ensure_tasks(session, request.id, names, step_for(request))
     if not names:
         finalise(session, rt, request.id)
 
 
-def _ensure_tasks(session: Session, request_id: str, names: list[str], step: str) -> None:
+def _ensure_tasks(session: Session, request_id: str, names: list[str], step: Step) -> None:
     """One task per connector for ``step``; existing ones are left alone."""
     existing = set(session.scalars(select(Task.connector).where(
         Task.request_id == request_id, Task.step == step)))
     for name in names:
         if name not in existing:
-            session.add(Task(request_id=request_id, connector=name, step=step,
+            session.add(Task(request_id=request_id, connector=name, step=step.value,
                              not_before=utcnow()))
     session.flush()
 
@@ -76,14 +71,15 @@ def after_discovery(session: Session, rt: Runtime, request_id: str,
     if request.status != Status.PROCESSING.value:
         return
     tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)))
-    discovery = [t for t in tasks if t.step == STEP_DISCOVER]
-    if any(t.status in OPEN_TASK_STATES for t in discovery):
+    discovery = [t for t in tasks if t.step == Step.DISCOVER]
+    if any(t.status in OPEN for t in discovery):
         return
     known = len(request.identifiers)
-    stale = [t for t in discovery if t.status == "succeeded" and t.identifiers_seen < known]
+    stale = [t for t in discovery
+             if t.status == TaskStatus.SUCCEEDED and t.identifiers_seen < known]
     if stale:
         for task in stale:
-            reset_task(task)
+            reset_task(session, rt, task)
         audit.record(session, rt.crypto, "discovery.round", actor="system",
                      request_id=request_id, details={"identifiers": known,
                                                      "connectors": sorted(t.connector
@@ -92,8 +88,9 @@ def after_discovery(session: Session, rt: Runtime, request_id: str,
     step = step_for(request)
     _ensure_tasks(session, request_id, sorted(rt.connectors), step)
     for task in tasks:
-        if task.step == step and task.status == "succeeded" and task.identifiers_seen < known:
-            reset_task(task)
+        if task.step == step and task.status == TaskStatus.SUCCEEDED \
+                and task.identifiers_seen < known:
+            reset_task(session, rt, task)
     sources = Counter(i.source for i in request.identifiers)
     audit.record(session, rt.crypto, "discovery.completed", actor="system",
                  request_id=request_id, details={"identifiers": known,
@@ -106,7 +103,7 @@ def task_ended(session: Session, rt: Runtime, task: Task, owner: str | None = No
     follow-up task claimed for ``owner`` (the bundle step), if any.
     ``locked``: the request, when the caller holds its row lock already;
     ``tasks``: all its tasks, when the caller read them (ordered by connector)."""
-    if task.step == STEP_DISCOVER:
+    if task.step == Step.DISCOVER:
         after_discovery(session, rt, task.request_id, locked=locked)
         return None
     return finalise(session, rt, task.request_id, owner=owner, locked=locked, tasks=tasks)
@@ -124,9 +121,10 @@ def _locked(session: Session, request_id: str) -> Request:
                            .with_for_update()).scalar_one()
 
 
-def reset_task(task: Task) -> None:
-    """Make a failed task runnable again from a fresh count of attempts."""
-    task.status, task.attempts, task.not_before = "pending", 0, utcnow()
+def reset_task(session: Session, rt: Runtime, task: Task) -> None:
+    """Make an ended task runnable again from a fresh count of attempts."""
+    move(session, rt.crypto, task, TaskStatus.PENDING)
+    task.attempts, task.not_before = 0, utcnow()
     task.record_count, task.result, task.reclaims, task.retrying_since = 0, None, 0, None
     task.lease_owner = task.lease_expires_at = task.last_error = task.finished_at = None
 
@@ -147,17 +145,17 @@ def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | Non
         return None
     if tasks is None:
         tasks = tasks_of(session, request_id)
-    if any(t.status in OPEN_TASK_STATES for t in tasks):
+    if any(t.status in OPEN for t in tasks):
         return None
-    failed = sorted(t.connector for t in tasks if t.status == "failed")
+    failed = sorted(t.connector for t in tasks if t.status == TaskStatus.FAILED)
     if failed:
         transition(session, rt.crypto, request, Status.PARTIALLY_FAILED, actor="system",
                    details={"failed": failed})
         return None
-    work = [t for t in tasks if t.step != STEP_BUNDLE]
+    work = [t for t in tasks if t.step != Step.BUNDLE]
     details: dict[str, object] = {"records": sum(t.record_count for t in work)}
-    if request.kind == "access":
-        built = next((t for t in tasks if t.step == STEP_BUNDLE), None)
+    if request.kind == RequestKind.ACCESS:
+        built = next((t for t in tasks if t.step == Step.BUNDLE), None)
         if built is None:
             return _add_bundle_step(session, rt, request_id, owner)
         details.update(export_step.release(session, rt, request, built))
@@ -170,11 +168,11 @@ def _add_bundle_step(session: Session, rt: Runtime, request_id: str,
     """The bundle task: claimed for ``owner`` (who runs it next, sparing a
     claim and a wake-up), or pending for any worker."""
     if owner is None:
-        _ensure_tasks(session, request_id, [BUNDLE_CONNECTOR], STEP_BUNDLE)
+        _ensure_tasks(session, request_id, [BUNDLE_CONNECTOR], Step.BUNDLE)
         return None
     now = utcnow()
-    task = Task(request_id=request_id, connector=BUNDLE_CONNECTOR, step=STEP_BUNDLE,
-                status="running", attempts=1, not_before=now, lease_owner=owner,
+    task = Task(request_id=request_id, connector=BUNDLE_CONNECTOR, step=Step.BUNDLE.value,
+                status=TaskStatus.RUNNING.value, attempts=1, not_before=now, lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=float(rt.settings["TASK_LEASE_SECONDS"])))
     session.add(task)
     session.flush()

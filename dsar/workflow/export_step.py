@@ -40,10 +40,10 @@ from . import bundle
 from .outcome import Outcome
 from .states import Status
 from .subjects import identifier_sources
+from .task_states import Step, TaskStatus
 
 log = logging.getLogger(__name__)
 
-STEP_BUNDLE = "bundle"
 #: staged parts of a request in one of these states may still be needed
 _PARTS_NEEDED = (Status.PROCESSING.value, Status.PARTIALLY_FAILED.value)
 #: a ``.zip.partial`` older than this is a crashed build's leftover
@@ -74,7 +74,7 @@ def job_for(session: Session, rt: Runtime, request: Request,
         tasks = list(session.scalars(select(Task).where(Task.request_id == request.id)))
     parts, expected = {}, {}
     for task in tasks:
-        if task.step != "export" or task.status != "succeeded":
+        if task.step != Step.EXPORT or task.status != TaskStatus.SUCCEEDED:
             continue
         parts[task.connector] = _result(task).get("part") or bundle.safe_name(task.connector)
         expected[task.connector] = task.record_count

@@ -3,8 +3,10 @@ heartbeat while the work runs, taken back from a worker that died.
 
 * :func:`claim` takes the oldest runnable task: pending and due, or running
   under a lease that ran out (its worker died: a *reclaim*, counted apart from
-  attempts so crashes never use up a task's retries); :func:`claim_task`
-  takes one named task by the same rules (the Celery executor's messages).
+  attempts so crashes never use up a task's retries, and logged; the audit
+  event of the task's outcome carries the count, so a claim never takes the
+  audit lock); :func:`claim_task` takes one named task by the same rules
+  (the Celery executor's messages).
 * :class:`Heartbeat` renews the lease from a thread of its own every quarter
   of ``TASK_LEASE_SECONDS``, also while one long connector call runs, so a
   live worker never loses its task and a dead one's task is free again within
@@ -25,11 +27,11 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from .. import audit
 from ..database import is_unavailable, utcnow
 from ..models import Request, Task, WorkerRole
 from ..runtime import Runtime
 from .states import Status
+from .task_states import TaskStatus, move
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +50,15 @@ def claim(rt: Runtime, owner: str,
     ``then(session, task, request)`` runs in the claiming transaction (to
     read what the work needs without another round trip).
 
-    A task whose lease ran out is a reclaim: ``reclaims`` grows (and the
-    audit trail says so), ``attempts`` does not."""
+    A task whose lease ran out is a reclaim: ``reclaims`` grows (the
+    outcome's audit event says by how much), ``attempts`` does not."""
     return _claim(rt, owner, None, then)
 
 
 def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
     """Take the task ``task_id`` under a fresh lease if it is runnable, by the
     rules of :func:`claim` (pending and due, or running under a lease that ran
-    out: a reclaim, counted and audited); ``False`` otherwise: done, not due
+    out: a reclaim, counted and logged); ``False`` otherwise: done, not due
     yet, held under a live lease, its request not processing, or locked by a
     worker claiming it right now. A transport's message names a task; this
     decides whether it still is one to run (a duplicate message is harmless)."""
@@ -67,9 +69,9 @@ def _claim(rt: Runtime, owner: str, task_id: int | None,
            then: Callable[[Session, Task, Request], None] | None = None) -> int | None:
     now = utcnow()
     runnable = select(Task, Request).join(Request, Request.id == Task.request_id).where(
-        Request.status == Status.PROCESSING.value,
-        or_((Task.status == "pending") & (Task.not_before <= now),
-            (Task.status == "running") & (Task.lease_expires_at < now)))
+        Request.status == Status.PROCESSING,
+        or_((Task.status == TaskStatus.PENDING) & (Task.not_before <= now),
+            (Task.status == TaskStatus.RUNNING) & (Task.lease_expires_at < now)))
     if task_id is None:
         runnable = runnable.order_by(Task.not_before, Task.id).limit(1)
     else:
@@ -79,17 +81,14 @@ def _claim(rt: Runtime, owner: str, task_id: int | None,
         if row is None:
             return None
         task, request = row
-        if task.status == "running":
+        if task.status == TaskStatus.RUNNING:
             task.reclaims += 1
             log.warning("task %s taken over from a worker that stopped renewing its lease",
                         task.id)
-            audit.record(session, rt.crypto, "task.reclaimed", actor="system",
-                         request_id=task.request_id,
-                         details={"task": task.id, "step": task.step,
-                                  "connector": task.connector, "reclaims": task.reclaims})
         else:
             task.attempts += 1
-        task.status, task.lease_owner = "running", owner
+        move(session, rt.crypto, task, TaskStatus.RUNNING)  # not an outcome: no audit event
+        task.lease_owner = owner
         task.lease_expires_at = now + timedelta(seconds=lease_seconds(rt))
         if then is not None:
             then(session, task, request)
@@ -101,7 +100,7 @@ def renew(rt: Runtime, task_id: int, owner: str) -> None:
     with rt.transaction() as session:
         done = session.execute(
             update(Task).where(Task.id == task_id, Task.lease_owner == owner,
-                               Task.status == "running")
+                               Task.status == TaskStatus.RUNNING)
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds(rt))))
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(task_id)
@@ -111,11 +110,13 @@ def release(rt: Runtime, task_id: int, owner: str, delay_seconds: float = 1.0) -
     """Give a task back (pending again shortly) if it is still ours; best effort."""
     try:
         with rt.transaction() as session:
-            session.execute(
-                update(Task).where(Task.id == task_id, Task.lease_owner == owner,
-                                   Task.status == "running")
-                .values(status="pending", lease_owner=None, lease_expires_at=None,
-                        not_before=utcnow() + timedelta(seconds=delay_seconds)))
+            task = session.execute(select(Task).where(
+                Task.id == task_id, Task.lease_owner == owner,
+                Task.status == TaskStatus.RUNNING).with_for_update()).scalar_one_or_none()
+            if task is not None:
+                move(session, rt.crypto, task, TaskStatus.PENDING)  # a hand-back: no event
+                task.lease_owner, task.lease_expires_at = None, None
+                task.not_before = utcnow() + timedelta(seconds=delay_seconds)
     except Exception as exc:  # the lease runs out on its own
         log.warning("task %s: could not release its lease (%s)", task_id, type(exc).__name__)
 

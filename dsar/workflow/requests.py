@@ -20,10 +20,9 @@ from ..models.request import new_request_id
 from ..runtime import Runtime
 from . import engine, export_step
 from .deadlines import due_date
-from .states import IllegalTransition, Status, transition
+from .states import IllegalTransition, RequestKind, Status, transition
 from .subjects import add_identifiers
-
-KINDS = ("access", "erasure")
+from .task_states import OPEN, Step, TaskStatus, move
 
 
 class UnknownRequest(LookupError):
@@ -37,12 +36,12 @@ def submit(session: Session, rt: Runtime, kind: str, identifiers: Mapping[str, I
     encrypted, and record ``request.received``. Returns the request, added to
     the session with its id (written when the session flushes: one INSERT
     with the state the caller leaves it in)."""
-    if kind not in KINDS:
+    if kind not in tuple(RequestKind):
         raise ValueError(f"unknown request kind {kind!r}")
     now = utcnow()
+    review = kind == RequestKind.ERASURE and bool(rt.settings["ERASURE_REVIEW"])
     request = Request(id=new_request_id(), kind=kind, status=Status.RECEIVED.value,
-                      received_at=now, due_at=due_date(now),
-                      is_review_required=kind == "erasure" and rt.settings["ERASURE_REVIEW"])
+                      received_at=now, due_at=due_date(now), is_review_required=review)
     if name or message:
         details = json.dumps({"name": name, "message": message})
         request.details_ct = rt.crypto.encrypt_text(details, "request:details")
@@ -95,8 +94,8 @@ def cancel(session: Session, rt: Runtime, request: Request, *, actor: str, reaso
     """Stop a request that is not final; pending tasks are cancelled."""
     transition(session, rt.crypto, request, Status.CANCELLED, actor=actor, reason=reason)
     for task in session.scalars(select(Task).where(Task.request_id == request.id,
-                                                   Task.status.in_(("pending", "running")))):
-        task.status = "cancelled"
+                                                   Task.status.in_(OPEN))):
+        move(session, rt.crypto, task, TaskStatus.CANCELLED, actor=actor)
         task.lease_owner = None
 
 
@@ -108,21 +107,21 @@ def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int
     if request.status != Status.PARTIALLY_FAILED.value:
         raise IllegalTransition(request.status, Status.PROCESSING.value)
     tasks = list(session.scalars(select(Task).where(Task.request_id == request.id)))
-    failed = [t for t in tasks if t.status == "failed"]
-    rerun = {name for t in failed if t.step == engine.STEP_BUNDLE
+    failed = [t for t in tasks if t.status == TaskStatus.FAILED]
+    rerun = {name for t in failed if t.step == Step.BUNDLE
              for name in export_step.mismatched(t)}
     details: dict[str, object] = {"retried_tasks": len(failed)}
     if rerun:
         details["rerun"] = sorted(rerun)
     transition(session, rt.crypto, request, Status.PROCESSING, actor=actor, details=details)
     for task in failed:
-        if task.step == engine.STEP_BUNDLE and rerun:
+        if task.step == Step.BUNDLE and rerun:
             session.delete(task)  # added again by finalise once the stores have run
         else:
-            engine.reset_task(task)
+            engine.reset_task(session, rt, task)
     for task in tasks:
-        if task.step == engine.STEP_EXPORT and task.connector in rerun:
-            engine.reset_task(task)
+        if task.step == Step.EXPORT and task.connector in rerun:
+            engine.reset_task(session, rt, task)
     return len(failed)
 
 

@@ -18,6 +18,11 @@ from ..database import utcnow
 from ..models import Request
 
 
+class RequestKind(enum.StrEnum):
+    ACCESS = "access"
+    ERASURE = "erasure"
+
+
 class Status(enum.StrEnum):
     RECEIVED = "received"
     VERIFYING = "verifying"

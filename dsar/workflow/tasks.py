@@ -49,6 +49,7 @@ from .lease import Heartbeat, LeaseLost, release
 from .outcome import Outcome
 from .parts import PartWriter
 from .subjects import add_identifiers, subject_of
+from .task_states import ENDED, Step, TaskStatus, move
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def run(rt: Runtime, task_id: int, owner: str,
     if recorded is False:
         log.warning("task %s: lease lost, result discarded", task_id)
         _discarded(rt, task_id, job, outcome)
-    elif recorded and job.step == engine.STEP_BUNDLE and outcome.ok:
+    elif recorded and job.step == Step.BUNDLE and outcome.ok:
         export_step.after_release(rt, job.request_id)
     if recorded and outcome.follow_up is not None:  # the bundle step, ours already
         run(rt, outcome.follow_up, owner, shutdown, job=outcome.follow_up_job)
@@ -135,7 +136,7 @@ def _job_of(session: Session, rt: Runtime, task: Task, request: Request | None =
     assert request is not None  # noqa: S101 - foreign key
     job = _Job(request.id, task.connector, task.step, subject_of(rt, request),
                len(request.identifiers), task.reclaims)
-    if task.step == engine.STEP_BUNDLE:
+    if task.step == Step.BUNDLE:
         job.bundle = export_step.job_for(session, rt, request, tasks)
     return job
 
@@ -157,9 +158,9 @@ def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
         return Outcome(True, result={"skipped": "no identifiers of the kinds it accepts"})
     try:
         with stop_scope(stop):
-            if job.step == engine.STEP_DISCOVER:
+            if job.step == Step.DISCOVER:
                 return _discover(connector, wanted)
-            if job.step == engine.STEP_EXPORT:
+            if job.step == Step.EXPORT:
                 return _export(rt, job.request_id, connector, wanted)
             return _erase(connector, wanted)
     except Stopped as exc:
@@ -279,7 +280,7 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
                                   .with_for_update()).scalar_one_or_none()
         tasks = [] if request is None else engine.tasks_of(session, request.id, lock=True)
         task = next((t for t in tasks if t.id == task_id), None)
-        if request is None or task is None or task.status != "running" \
+        if request is None or task is None or task.status != TaskStatus.RUNNING \
                 or task.lease_owner != owner:
             log.warning("task %s: lease lost before completion, result discarded", task_id)
             return False
@@ -288,13 +289,13 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
         if outcome.ok and outcome.identifiers:
             outcome.result["added"] = _add_discovered(session, rt, task, outcome.identifiers)
         task.record_count, task.result = outcome.records, json.dumps(outcome.result)
-        action = _apply(rt, task, request, outcome)
-        audit.record(session, rt.crypto, action, actor=f"connector:{task.connector}",
-                     request_id=task.request_id, details=_details(task, outcome))
-        if task.status == "succeeded":
+        target = _apply(rt, task, request, outcome)
+        move(session, rt.crypto, task, target, actor=f"connector:{task.connector}",
+             retry=target is TaskStatus.PENDING, details=_details(task, outcome, target))
+        if target is TaskStatus.SUCCEEDED:
             _wake_waiting(session, rt, task)
         follow_up = None
-        if task.status in ("succeeded", "failed"):
+        if target in ENDED:
             follow_up = engine.task_ended(session, rt, task, owner, locked=request, tasks=tasks)
         if follow_up is not None:
             outcome.follow_up = follow_up.id
@@ -302,14 +303,13 @@ def complete(rt: Runtime, task_id: int, owner: str, outcome: Outcome,
         return True
 
 
-def _details(task: Task, outcome: Outcome) -> dict[str, Any]:
-    details: dict[str, Any] = {"task": task.id, "step": task.step, "attempt": task.attempts,
-                               "records": outcome.records, "result": outcome.result}
+def _details(task: Task, outcome: Outcome, target: TaskStatus) -> dict[str, Any]:
+    details: dict[str, Any] = {"records": outcome.records, "result": outcome.result}
     if task.reclaims:
         details["reclaims"] = task.reclaims
     if outcome.error:
         details["error"] = outcome.error
-    if task.status == "pending":
+    if target is TaskStatus.PENDING:
         details["next_try_at"] = task.not_before.isoformat()
     return details
 
@@ -326,23 +326,24 @@ def _add_discovered(session: Session, rt: Runtime, task: Task,
                            limit=max(room, 0))
 
 
-def _apply(rt: Runtime, task: Task, request: Request, outcome: Outcome) -> str:
+def _apply(rt: Runtime, task: Task, request: Request, outcome: Outcome) -> TaskStatus:
+    """The outcome's fields on ``task``; returns the status it moves to
+    (pending: a retry is scheduled)."""
     now = utcnow()
     if outcome.ok:
-        task.status, task.last_error, task.finished_at = "succeeded", None, now
-        task.retrying_since = None
-        return "task.succeeded"
+        task.last_error, task.finished_at, task.retrying_since = None, now, None
+        return TaskStatus.SUCCEEDED
     task.last_error = outcome.error
     at = retry.next_try(rt, task, request.due_at, now) if outcome.retryable else None
     if at is not None:
         task.retrying_since = task.retrying_since or now
-        task.status, task.not_before = "pending", at
-        return "task.retry_scheduled"
+        task.not_before = at
+        return TaskStatus.PENDING
     if outcome.retryable and task.retrying_since is not None:
         task.last_error = (f"{outcome.error} (retried since "
                            f"{task.retrying_since.isoformat(timespec='seconds')}; gave up)")
-    task.status, task.finished_at = "failed", now
-    return "task.failed"
+    task.finished_at = now
+    return TaskStatus.FAILED
 
 
 #: a store's success wakes its waiting tasks at most this often per runtime
@@ -357,7 +358,7 @@ def _wake_waiting(session: Session, rt: Runtime, task: Task) -> None:
         return
     woken[task.connector] = now
     session.execute(update(Task).where(
-        Task.connector == task.connector, Task.status == "pending", Task.id != task.id,
+        Task.connector == task.connector, Task.status == TaskStatus.PENDING, Task.id != task.id,
         Task.retrying_since.is_not(None), Task.not_before > utcnow(),
     ).values(not_before=utcnow()))
 
