@@ -239,7 +239,8 @@ class InProcessExecutor:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                wait, held = self._seconds_until_work(), len(self.held_elsewhere())
+                now = utcnow()  # one instant for both looks: a lease cannot slip between
+                wait, held = self._seconds_until_work(now), len(self.held_elsewhere(now))
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
@@ -257,11 +258,10 @@ class InProcessExecutor:
         with self._busy_lock:
             return self._busy == 0
 
-    def _seconds_until_work(self) -> float | None:
-        """Seconds until the next task of a processing request is ours to run:
-        0 when one is due, pending or left behind by a dead worker, or running
-        under our own lease; ``None`` when there is none."""
-        now = utcnow()
+    def _seconds_until_work(self, now: datetime) -> float | None:
+        """Seconds from ``now`` until the next task of a processing request is
+        ours to run: 0 when one is due, pending or left behind by a dead
+        worker, or running under our own lease; ``None`` when there is none."""
         with self.rt.transaction() as session:
             open_tasks = (select(func.min(Task.not_before))
                           .join(Request, Request.id == Task.request_id)
@@ -275,9 +275,10 @@ class InProcessExecutor:
             return None
         return max((due - now) / timedelta(seconds=1), 0.0)
 
-    def held_elsewhere(self) -> list[HeldTask]:
-        """Tasks of processing requests running under another worker's live lease."""
-        now = utcnow()
+    def held_elsewhere(self, now: datetime | None = None) -> list[HeldTask]:
+        """Tasks of processing requests running under another worker's lease,
+        live at ``now`` (default: the current time)."""
+        now = now or utcnow()
         with self.rt.transaction() as session:
             rows = session.execute(
                 select(Task.request_id, Task.connector, Task.step, Task.lease_expires_at)

@@ -137,6 +137,26 @@ def test_live_lease_is_never_run_twice(make_app: Callable[..., Flask],
     assert status(rt, request_id) == "processing"
 
 
+def test_a_lease_running_out_between_the_two_looks_is_not_idle(
+        make_app: Callable[..., Flask], scripts: dict[str, Script],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """wait_until_idle asks "is anything due?" and "is anything held by another
+    worker?": a foreign lease that runs out between the two questions must
+    count in one of them, not slip through both (a process that said "no
+    pending work" and left a dead worker's task behind, seen under load)."""
+    rt = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt)
+    expiry = utcnow() + timedelta(minutes=5)
+    with rt.transaction() as session:
+        session.execute(update(Task).where(Task.request_id == request_id).values(
+            status="running", lease_owner="dead:worker", lease_expires_at=expiry))
+    # each look at the clock a little later: the first before the expiry, the next after
+    ticks = iter([expiry - timedelta(milliseconds=1), expiry + timedelta(milliseconds=1)])
+    monkeypatch.setattr("dsar.executor.utcnow", lambda: next(ticks, expiry - timedelta(hours=1)))
+    executor = InProcessExecutor(rt, 1, poll_seconds=0.05)  # not started: nothing runs
+    assert executor.wait_until_idle(0.3) is False
+
+
 def test_concurrent_executors_run_each_task_once(make_app: Callable[..., Flask],
                                                  scripts: dict[str, Script]) -> None:
     rt = make_app(two_stores(scripts)).extensions["dsar"]
