@@ -14,7 +14,7 @@ class Outcome:
     error: str = ""
     retryable: bool = False
     #: identifiers a discovery found: written encrypted, never into ``result``
-    identifiers: dict[str, set[str]] = field(default_factory=dict)
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
     #: how many identifiers the subject had for this run
     seen: int = 0
     #: a task claimed for this worker while the outcome was recorded, to run

@@ -8,7 +8,6 @@ deleted, masked (how) or kept (which hold, why). Nothing changes in any store.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from .. import audit
 from ..connector import Capability, Connector, ConnectorError, Subject
 from ..models import Request
 from ..runtime import Runtime
+from . import erasure
 from .subjects import subject_of
 
 
@@ -37,8 +37,9 @@ def preview_erasure(session: Session, rt: Runtime, request: Request, *,
 
 def _expanded(rt: Runtime, subject: Subject) -> Subject:
     """The subject with what discovery would add, to a fixed point, capped
-    like the engine's (``DISCOVERY_MAX_IDENTIFIERS``). A failing discoverer
-    is skipped: the preview is advice, the erasure itself rediscovers."""
+    like the engine's (``DISCOVERY_MAX_IDENTIFIERS``, in the same order). A
+    failing discoverer is skipped: the preview is advice, the erasure itself
+    rediscovers."""
     cap = int(rt.settings["DISCOVERY_MAX_IDENTIFIERS"])
     known = {kind: set(values) for kind, values in subject.identifiers.items()}
     discoverers = [c for _, c in sorted(rt.connectors.items())
@@ -46,15 +47,15 @@ def _expanded(rt: Runtime, subject: Subject) -> Subject:
     while True:
         before = sum(len(v) for v in known.values())
         for connector in discoverers:
-            current = Subject(known).restricted_to(connector.identity_kinds)
+            current = erasure.for_store(connector, Subject(known))
             if not current.kinds:
                 continue
             try:
-                found = connector.discover(current)
+                found = erasure.discovered(connector, current)
             except ConnectorError:
                 continue
-            for kind, values in sorted(found.items()):
-                for value in sorted(Subject({kind: values}).values(kind)):
+            for kind, values in found.items():
+                for value in values:
                     if sum(len(v) for v in known.values()) < cap:
                         known.setdefault(kind, set()).add(value)
         if sum(len(v) for v in known.values()) == before:
@@ -62,19 +63,10 @@ def _expanded(rt: Runtime, subject: Subject) -> Subject:
 
 
 def _preview(name: str, connector: Connector, subject: Subject) -> dict[str, Any]:
-    wanted = subject.restricted_to(connector.identity_kinds)
+    wanted = erasure.for_store(connector, subject)
     if not wanted.kinds:
-        return {"connector": name, "note": "no identifiers of the kinds it accepts"}
+        return {"connector": name, "note": erasure.NO_KINDS}
     try:
-        if Capability.ERASE not in connector.capabilities:
-            found = sum(1 for _ in connector.find(wanted))
-            if found:
-                return {"connector": name, "error": f"cannot erase: {found} records found"}
-            return {"connector": name, "note": "nothing found"}
-        plan = connector.plan_erasure(wanted)
+        return {"connector": name, **erasure.preview(connector, wanted)}
     except ConnectorError as exc:
         return {"connector": name, "error": str(exc) or type(exc).__name__}
-    groups = Counter((item.collection, item.action.value, item.detail) for item in plan.items)
-    return {"connector": name, "summary": plan.summary(),
-            "groups": [{"collection": c, "action": a, "detail": d, "records": n}
-                       for (c, a, d), n in sorted(groups.items())]}

@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from .. import audit, faults
 from ..connector import (
-    Capability,
     Connector,
     PermanentError,
     RetryableError,
@@ -44,7 +43,7 @@ from ..connector import (
 from ..database import is_unavailable, utcnow
 from ..models import Request, Task
 from ..runtime import Runtime
-from . import engine, export_step, lease, retry
+from . import engine, erasure, export_step, lease, retry
 from .lease import Heartbeat, LeaseLost, release
 from .outcome import Outcome
 from .parts import PartWriter
@@ -153,16 +152,16 @@ def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
     connector = rt.connectors.get(job.connector)
     if connector is None:
         return Outcome(False, error=f"connector {job.connector!r} is no longer configured")
-    wanted = job.subject.restricted_to(connector.identity_kinds)
+    wanted = erasure.for_store(connector, job.subject)
     if not wanted.kinds:
-        return Outcome(True, result={"skipped": "no identifiers of the kinds it accepts"})
+        return Outcome(True, result={"skipped": erasure.NO_KINDS})
     try:
         with stop_scope(stop):
             if job.step == Step.DISCOVER:
                 return _discover(connector, wanted)
             if job.step == Step.EXPORT:
                 return _export(rt, job.request_id, connector, wanted)
-            return _erase(connector, wanted)
+            return erasure.run(connector, wanted)
     except Stopped as exc:
         done = exc.done
         result = {} if done is None else {"deleted": done.deleted, "masked": done.masked,
@@ -180,9 +179,7 @@ def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
 
 
 def _discover(connector: Connector, subject: Subject) -> Outcome:
-    found = {kind: {v for v in values if isinstance(v, str) and v.strip()}
-             for kind, values in connector.discover(subject).items()}
-    found = {kind: values for kind, values in found.items() if values}
+    found = erasure.discovered(connector, subject)
     return Outcome(True, records=sum(len(v) for v in found.values()), identifiers=found)
 
 
@@ -201,31 +198,6 @@ def _export(rt: Runtime, request_id: str, connector: Connector, subject: Subject
         raise
     return Outcome(True, records=writer.count,
                    result={"categories": dict(categories), "part": writer.name})
-
-
-def _erase(connector: Connector, subject: Subject) -> Outcome:
-    """Plan, erase, then find again: anything left that no hold keeps fails
-    the task (erasure is verified, not assumed)."""
-    if Capability.ERASE not in connector.capabilities:
-        found = sum(1 for _ in connector.find(subject))
-        if found:
-            return Outcome(False, error=f"{found} records found but this connector cannot "
-                           "erase: erase them by hand, then retry")
-        return Outcome(True, result={"plan": {}, "note": "nothing found"})
-    plan = connector.plan_erasure(subject)
-    done = connector.erase(plan)
-    faults.point("task.erased")
-    kept = plan.kept()
-    left = Counter(r.collection for r in connector.find(subject) if r.ref not in kept)
-    holds = sorted({item.detail for item in plan.items if item.ref in kept})
-    result = {"plan": plan.summary(), "deleted": done.deleted, "masked": done.masked,
-              "kept": done.kept, "holds": holds}
-    if left:
-        where = ", ".join(sorted(left))
-        return Outcome(False, records=len(plan.items), result=result,
-                       error=f"erasure not verified: {sum(left.values())} records remain "
-                       f"that no hold keeps (in {where})")
-    return Outcome(True, records=len(plan.items), result=result)
 
 
 def _overdue(rt: Runtime, outcome: Outcome) -> Outcome:
@@ -315,14 +287,13 @@ def _details(task: Task, outcome: Outcome, target: TaskStatus) -> dict[str, Any]
 
 
 def _add_discovered(session: Session, rt: Runtime, task: Task,
-                    found: dict[str, set[str]]) -> list[str]:
-    """Attach newly discovered identifiers (encrypted), up to the cap;
-    returns their digests for the audit trail."""
+                    found: dict[str, list[str]]) -> list[str]:
+    """Attach newly discovered identifiers (encrypted), up to the cap, in
+    :func:`erasure.discovered`'s order; returns their digests for the audit trail."""
     request = session.get(Request, task.request_id)
     assert request is not None  # noqa: S101 - foreign key
     room = int(rt.settings["DISCOVERY_MAX_IDENTIFIERS"]) - len(request.identifiers)
-    ordered = {kind: sorted(found[kind]) for kind in sorted(found)}
-    return add_identifiers(rt, request, ordered, source=f"connector:{task.connector}",
+    return add_identifiers(rt, request, found, source=f"connector:{task.connector}",
                            limit=max(room, 0))
 
 
