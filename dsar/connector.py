@@ -309,7 +309,7 @@ _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)([^\s/?#@
 _Leaf = Callable[[Any, bool | None], Any]
 
 
-def _is_secret(declared: fields.Field) -> bool:
+def _is_secret(declared: fields.Field[Any]) -> bool:
     return declared.metadata.get("secret") is True
 
 
@@ -325,7 +325,7 @@ def _walk(schema: Schema, data: Any, leaf: _Leaf) -> Any:
     None under a key the schema does not declare."""
     if not isinstance(data, Mapping):
         return leaf(data, None)
-    by_key: dict[str, fields.Field] = {}
+    by_key: dict[str, fields.Field[Any]] = {}
     for name, declared in schema.fields.items():
         by_key[declared.attribute or name] = by_key[declared.data_key or name] = declared
     out: dict[str, Any] = {}
@@ -335,7 +335,7 @@ def _walk(schema: Schema, data: Any, leaf: _Leaf) -> Any:
     return out
 
 
-def _walk_field(declared: fields.Field, value: Any, leaf: _Leaf) -> Any:
+def _walk_field(declared: fields.Field[Any], value: Any, leaf: _Leaf) -> Any:
     if value is None:
         return None
     if _is_secret(declared):

@@ -45,7 +45,7 @@ def _outage_pause(outage: Outage, normal: float) -> float:
     """The pause between two polls: growing while the app database is away."""
     if not outage.ongoing:
         return normal
-    return min(normal * 2 ** min(outage.failures, 10), MAX_OUTAGE_BACKOFF_SECONDS)
+    return float(min(normal * 2 ** min(outage.failures, 10), MAX_OUTAGE_BACKOFF_SECONDS))
 
 
 def housekeeping_chores(rt: Runtime) -> None:

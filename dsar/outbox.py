@@ -26,7 +26,6 @@ the mail is sent or failed. Logs name a mail by id and kind only.
 from __future__ import annotations
 
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from .database import is_unavailable, utcnow
 from .mail import MailError
 from .models import OutboxMail
 from .runtime import Runtime
+from .workflow.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -224,5 +224,4 @@ def _hand_back(rt: Runtime, owner: str, mail_ids: list[int]) -> None:
 
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failed ones, jitter included."""
-    full = min(FIRST_RETRY_SECONDS * 2 ** min(max(attempts - 1, 0), 20), MAX_RETRY_SECONDS)
-    return full * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+    return backoff(attempts, FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS)

@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import ValidationError
 
@@ -55,7 +55,7 @@ def load_type(type_name: str, where: str,
             raise ConfigError(f"{where}: connector type {type_name!r} failed to load: "
                               f"{type(exc).__name__}: {exc}") from None
     _check_class(cls, type_name, where)
-    return cls
+    return cast(type[Connector], cls)  # _check_class made sure
 
 
 def _check_class(cls: Any, type_name: str, where: str) -> None:

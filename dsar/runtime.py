@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app, g
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,14 +68,14 @@ class Runtime:
 
 def runtime() -> Runtime:
     """The current app's runtime."""
-    return current_app.extensions["dsar"]
+    return cast(Runtime, current_app.extensions["dsar"])
 
 
 def request_session() -> Session:
     """The session of the current HTTP request (closed at teardown)."""
     if "dsar_session" not in g:
         g.dsar_session = runtime().sessionmaker()
-    return g.dsar_session
+    return cast(Session, g.dsar_session)
 
 
 def close_request_session(_exc: BaseException | None = None) -> None:

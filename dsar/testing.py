@@ -128,7 +128,7 @@ def _unflagged(schema: Schema, prefix: str = "",
         yield from _unflagged_field(declared, f"{prefix}{key}", key, False, seen)
 
 
-def _unflagged_field(declared: fields.Field, path: str, name: str, decided: bool,
+def _unflagged_field(declared: fields.Field[Any], path: str, name: str, decided: bool,
                      seen: frozenset[type]) -> Iterator[str]:
     flag = declared.metadata.get("secret")
     if flag is True:  # all of it is masked
@@ -364,14 +364,14 @@ class ConnectorContract:
 
     # ----------------------------------------------------------- config
     def test_config_loads_and_rejects_unknown_key(
-        self, connector: Connector, raw_config: dict
+        self, connector: Connector, raw_config: dict[str, Any]
     ) -> None:
         type(connector).load_config(raw_config)
         with pytest.raises(ValidationError):
             type(connector).load_config({**raw_config, "zz_unknown_key": "x"})
 
     def test_config_rejects_missing_required_key(
-        self, connector: Connector, raw_config: dict
+        self, connector: Connector, raw_config: dict[str, Any]
     ) -> None:
         required = [
             name for name, f in type(connector).config_schema().fields.items() if f.required
@@ -385,7 +385,7 @@ class ConnectorContract:
 
     # ----------------------------------------------------------- secrets
     def test_credential_fields_are_flagged_secret(
-        self, connector: Connector, raw_config: dict
+        self, connector: Connector, raw_config: dict[str, Any]
     ) -> None:
         schema = type(connector).config_schema()
         unflagged = sorted(_unflagged(schema))

@@ -58,7 +58,7 @@ def _absolute_path(value: str) -> None:
         raise ValidationError("must start with /")
 
 
-class Names(fields.Field):
+class Names(fields.Field[Any]):
     """A string or a list of strings, loaded as a non-empty list."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:

@@ -110,7 +110,7 @@ def link_header_next(value: str | None) -> str | None:
         for param in params.split(";"):
             name, _, rel = param.partition("=")
             if name.strip().lower() == "rel" and "next" in rel.strip().strip('"').lower().split():
-                return target.strip()
+                return str(target).strip()
     return None
 
 

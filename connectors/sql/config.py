@@ -36,7 +36,7 @@ ROW_ACTIONS = ("delete", "mask", "keep", "null")  # "null": the old form of "mas
 MIN_HASH_KEY = 16
 
 
-class StrategyField(fields.Field):
+class StrategyField(fields.Field[Any]):
     """One column's erasure strategy: ``"null"``, ``"hash"``,
     ``{ fixed = "text" }`` or ``{ keep = "hold-name" }``. Loads to itself."""
 
@@ -52,7 +52,7 @@ class StrategyField(fields.Field):
         )
 
 
-class IdentityField(fields.Field):
+class IdentityField(fields.Field[Any]):
     """One identity column: ``"column"`` or ``{ column = "email", normalised =
     true }``: the column holds values in normalised form only (checked by
     ``check()``), so lookups compare it as it is and a plain index serves them.
@@ -73,7 +73,7 @@ def identity_column(value: Any) -> str:
     return str(value["column"] if isinstance(value, Mapping) else value)
 
 
-class ReferenceField(fields.Field):
+class ReferenceField(fields.Field[Any]):
     """A reference to a parent row: ``"table.column"`` or
     ``{ to = "table.column", follow = false }``. Loads to itself."""
 

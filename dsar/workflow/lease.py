@@ -132,7 +132,7 @@ def hold_role(rt: Runtime, name: str, holder: str, seconds: float) -> bool:
                                          WorkerRole.holder.is_(None),
                                          WorkerRole.expires_at < now))
             .values(holder=holder, expires_at=now + timedelta(seconds=seconds)))
-        return done.rowcount == 1  # type: ignore[attr-defined]
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def drop_role(rt: Runtime, name: str, holder: str) -> None:

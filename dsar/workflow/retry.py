@@ -17,12 +17,18 @@ from ..models import Task
 from ..runtime import Runtime
 
 
+def backoff(attempts: int, first: float, cap: float) -> float:
+    """Seconds to wait after ``attempts`` failed tries: ``first`` doubled per
+    try up to ``cap``, then between half and all of it (jitter, so the tries
+    waiting on one server do not all knock at once). Tasks and mail use it."""
+    full = min(first * 2.0 ** min(max(attempts - 1, 0), 40), cap)
+    return full * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+
+
 def delay_seconds(rt: Runtime, attempts: int) -> float:
     """The wait after the ``attempts``-th failed attempt, jitter included."""
-    base = float(rt.settings["TASK_RETRY_SECONDS"])
-    cap = float(rt.settings["TASK_RETRY_MAX_DELAY_SECONDS"])
-    full = min(base * 2 ** min(max(attempts - 1, 0), 40), cap)
-    return full * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+    return backoff(attempts, float(rt.settings["TASK_RETRY_SECONDS"]),
+                   float(rt.settings["TASK_RETRY_MAX_DELAY_SECONDS"]))
 
 
 def give_up_at(rt: Runtime, since: datetime, due_at: datetime) -> datetime:
