@@ -69,4 +69,4 @@ def _preview(name: str, connector: Connector, subject: Subject) -> dict[str, Any
     try:
         return {"connector": name, **erasure.preview(connector, wanted)}
     except ConnectorError as exc:
-        return {"connector": name, "error": str(exc) or type(exc).__name__}
+        return {"connector": name, "error": connector.described(exc)}

@@ -169,9 +169,9 @@ def _perform(rt: Runtime, job: _Job, stop: threading.Event) -> Outcome:
         return Outcome(False, result={**result, "stopped": True},
                        error="stopped before the end (the task was taken over or overdue)")
     except RetryableError as exc:
-        return Outcome(False, error=str(exc) or type(exc).__name__, retryable=True)
+        return Outcome(False, error=connector.described(exc), retryable=True)
     except PermanentError as exc:
-        return Outcome(False, error=str(exc) or type(exc).__name__)
+        return Outcome(False, error=connector.described(exc))
     except Exception as exc:  # a connector bug: retrying will not fix it; never log its message
         log.error("task for connector %s raised %s", job.connector, type(exc).__name__)
         return Outcome(False, error=f"unexpected {type(exc).__name__} in the connector "
