@@ -66,7 +66,7 @@ from celery import Celery, bootsteps, signals
 from sqlalchemy import or_, select
 
 from . import outbox, wakeup
-from .database import is_unavailable, utcnow
+from .database import is_unavailable
 from .executor import HOUSEKEEPING_SECONDS, MAIL_POLL_SECONDS, housekeeping_chores
 from .models import Request, Task
 from .runtime import Runtime
@@ -162,7 +162,7 @@ class Publisher:
 
     def publish(self, task_id: int, not_before: datetime | None) -> bool:
         """Send ``task_id``; ``False`` when it is due beyond the horizon."""
-        wait = 0.0 if not_before is None else (not_before - utcnow()).total_seconds()
+        wait = 0.0 if not_before is None else (not_before - self.rt.now()).total_seconds()
         if wait > ETA_HORIZON_SECONDS:
             return False
         # a little late rather than early: a message before not_before is dropped
@@ -328,7 +328,7 @@ class Sweeper:
 
     def sweep(self) -> int:
         """Republish runnable rows whose message was lost; returns how many."""
-        now, clock = utcnow(), time.monotonic()
+        now, clock = self.rt.now(), time.monotonic()
         with self.rt.transaction() as session:
             rows = session.execute(
                 select(Task.id, Task.not_before).join(Request, Request.id == Task.request_id)

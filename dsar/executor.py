@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from . import outbox, wakeup
-from .database import Outage, is_unavailable, utcnow
+from .database import Outage, is_unavailable
 from .models import Request, Task
 from .runtime import Runtime
 from .workflow import export_step, lease, tasks
@@ -239,7 +239,7 @@ class InProcessExecutor:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                now = utcnow()  # one instant for both looks: a lease cannot slip between
+                now = self.rt.now()  # one instant for both looks: a lease cannot slip between
                 wait, held = self._seconds_until_work(now), len(self.held_elsewhere(now))
             except Exception as exc:
                 if not is_unavailable(exc):
@@ -278,7 +278,7 @@ class InProcessExecutor:
     def held_elsewhere(self, now: datetime | None = None) -> list[HeldTask]:
         """Tasks of processing requests running under another worker's lease,
         live at ``now`` (default: the current time)."""
-        now = now or utcnow()
+        now = now or self.rt.now()
         with self.rt.transaction() as session:
             rows = session.execute(
                 select(Task.request_id, Task.connector, Task.step, Task.lease_expires_at)

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Update, or_, select, update
 from sqlalchemy.orm import Session
 
-from .database import is_unavailable, utcnow
+from .database import is_unavailable
 from .mail import MailError
 from .models import OutboxMail
 from .runtime import Runtime
@@ -98,7 +98,7 @@ def deliver_due(rt: Runtime, limit: int = BATCH, now: datetime | None = None) ->
     threads and processes at once. ``now`` is the clock, for tests.
     """
     owner, started = uuid.uuid4().hex, time.monotonic()
-    claimed = _claim(rt, owner, limit, now or utcnow())
+    claimed = _claim(rt, owner, limit, now or rt.now())
     sent = 0
     for index, mail in enumerate(claimed):
         if time.monotonic() - started > LEASE_SECONDS - SEND_BUDGET_SECONDS:
@@ -107,13 +107,13 @@ def deliver_due(rt: Runtime, limit: int = BATCH, now: datetime | None = None) ->
         try:
             _send(rt, mail)
         except MailError as exc:
-            _failed(rt, owner, mail, exc, now or utcnow())
+            _failed(rt, owner, mail, exc, now or rt.now())
         except Exception as exc:  # e.g. the dev outbox folder not writable: retried alike
             log.error("mail %s (%s) not handed over: %s", mail.id, mail.kind,
                       type(exc).__name__)
-            _failed(rt, owner, mail, MailError(type(exc).__name__), now or utcnow())
+            _failed(rt, owner, mail, MailError(type(exc).__name__), now or rt.now())
         else:
-            sent += _sent(rt, owner, mail, now or utcnow())
+            sent += _sent(rt, owner, mail, now or rt.now())
     return sent
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
 from flask import current_app, g
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import wakeup
+from . import clock, wakeup
+from .clock import Clock
 from .connector import Connector
 from .crypto import Crypto
 from .database import make_engine
@@ -29,8 +32,12 @@ class Runtime:
                  connector_types: Mapping[str, type[Connector]] | None = None) -> None:
         self.settings = dict(settings)
         self.crypto = Crypto(self.settings["SECRET_KEY"], self.settings.get("AUDIT_KEY"))
+        #: the time as this runtime reads it (tests swap in a MovableClock)
+        self.clock: Clock = Clock()
         self.engine = make_engine(self.settings["DATABASE_URL"])
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.engine, "connect", self._carry_clock)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False,
+                                         info={clock.KEY: self.now})
         self.mailer = Mailer(self.settings)
         self.texts = load_texts(self.settings.get("TEXTS"))
         #: called after commits that made work runnable (see :mod:`dsar.wakeup`)
@@ -42,6 +49,13 @@ class Runtime:
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None
         self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The current time (aware UTC) by this runtime's clock."""
+        return self.clock.now()
+
+    def _carry_clock(self, _dbapi_connection: Any, record: Any) -> None:
+        record.info[clock.KEY] = self.now  # the models' column defaults read it
 
     @property
     def connectors(self) -> dict[str, Connector]:

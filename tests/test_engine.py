@@ -6,13 +6,14 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from dsar.clock import Clock
 from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, Task
@@ -137,9 +138,18 @@ def test_live_lease_is_never_run_twice(make_app: Callable[..., Flask],
     assert status(rt, request_id) == "processing"
 
 
+class Ticking(Clock):
+    """Each look at the clock a little later: ``times`` in turn, then ``then``."""
+
+    def __init__(self, times: list[datetime], then: datetime) -> None:
+        self._times, self._then = iter(times), then
+
+    def now(self) -> datetime:
+        return next(self._times, self._then)
+
+
 def test_a_lease_running_out_between_the_two_looks_is_not_idle(
-        make_app: Callable[..., Flask], scripts: dict[str, Script],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
     """wait_until_idle asks "is anything due?" and "is anything held by another
     worker?": a foreign lease that runs out between the two questions must
     count in one of them, not slip through both (a process that said "no
@@ -150,9 +160,8 @@ def test_a_lease_running_out_between_the_two_looks_is_not_idle(
     with rt.transaction() as session:
         session.execute(update(Task).where(Task.request_id == request_id).values(
             status="running", lease_owner="dead:worker", lease_expires_at=expiry))
-    # each look at the clock a little later: the first before the expiry, the next after
-    ticks = iter([expiry - timedelta(milliseconds=1), expiry + timedelta(milliseconds=1)])
-    monkeypatch.setattr("dsar.executor.utcnow", lambda: next(ticks, expiry - timedelta(hours=1)))
+    rt.clock = Ticking([expiry - timedelta(milliseconds=1), expiry + timedelta(milliseconds=1)],
+                       then=expiry - timedelta(hours=1))
     executor = InProcessExecutor(rt, 1, poll_seconds=0.05)  # not started: nothing runs
     assert executor.wait_until_idle(0.3) is False
 

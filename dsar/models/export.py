@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..database import Base, utcnow
+from ..clock import column_now
+from ..database import Base
 
 
 class ExportBundle(Base):
@@ -19,7 +20,7 @@ class ExportBundle(Base):
     #: bytes of the zip: bundles pass 2 GiB (a 32-bit integer's limit)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=column_now)
     expires_at: Mapped[datetime | None]
     download_count: Mapped[int] = mapped_column(default=0)
 

@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..database import Base, utcnow
+from ..clock import column_now
+from ..database import Base
 
 
 class OutboxMail(Base):
@@ -34,8 +35,8 @@ class OutboxMail(Base):
     recipient_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     subject_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     body_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=column_now)
+    not_before: Mapped[datetime] = mapped_column(default=column_now)
     #: times a deliverer took the mail to send it
     attempts: Mapped[int] = mapped_column(default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64))

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 if TYPE_CHECKING:
     from .task import Task
 
-from ..database import Base, utcnow
+from ..clock import column_now
+from ..database import Base
 
 
 def new_request_id() -> str:
@@ -30,7 +31,7 @@ class Request(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_request_id)
     kind: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(24), index=True)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=column_now)
     due_at: Mapped[datetime] = mapped_column(index=True)
     verified_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
@@ -61,7 +62,7 @@ class SubjectIdentifier(Base):
     digest: Mapped[str] = mapped_column(String(64), index=True)
     value_ct: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(String(120), default="requester")
-    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    added_at: Mapped[datetime] = mapped_column(default=column_now)
 
     request: Mapped[Request] = relationship(back_populates="identifiers")
 

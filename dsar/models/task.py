@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..database import Base, utcnow
+from ..clock import column_now
+from ..database import Base
 
 #: the ``connector`` of a request's bundle step, which belongs to no store
 BUNDLE_CONNECTOR = "export-bundle"
@@ -35,7 +36,7 @@ class Task(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     #: times the task was taken back from a worker that died while running it
     reclaims: Mapped[int] = mapped_column(default=0)
-    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[datetime] = mapped_column(default=column_now)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     record_count: Mapped[int] = mapped_column(default=0)
@@ -45,7 +46,7 @@ class Task(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     #: when the current run of retryable failures began (the store has been down since)
     retrying_since: Mapped[datetime | None] = mapped_column(index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=column_now)
     finished_at: Mapped[datetime | None]
 
     def __repr__(self) -> str:

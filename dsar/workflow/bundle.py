@@ -38,6 +38,7 @@ import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,13 @@ class _Member:
 
 def build(export_dir: Path, request: Request, parts: Mapping[str, str],
           identifiers: list[dict[str, str]],
-          compression: str = DEFAULT_COMPRESSION) -> Built:
+          compression: str = DEFAULT_COMPRESSION, now: datetime | None = None) -> Built:
     """Assemble the zip from ``parts`` (connector name -> part name) and
     return it with the records counted per connector. The parts stay: a crash
     before the release is committed builds again from them. Rebuilding
     replaces the file; a missing part counts as no records. ``compression``
-    is one of :data:`COMPRESSIONS` (``ValueError`` otherwise).
+    is one of :data:`COMPRESSIONS` (``ValueError`` otherwise); ``now``: the
+    manifest's time (default: the system's).
     """
     chosen = _compression(compression)
     staged = parts_dir(export_dir, request.id)
@@ -163,7 +165,7 @@ def build(export_dir: Path, request: Request, parts: Mapping[str, str],
             for name in sorted(parts):
                 counts[name] = _write_connector(zf, name, staged / parts[name], scratch,
                                                 files, chosen)
-            manifest = {"format": FORMAT, "generated_at": utcnow().isoformat(),
+            manifest = {"format": FORMAT, "generated_at": (now or utcnow()).isoformat(),
                         "request": {"id": request.id, "kind": request.kind,
                                     "received_at": request.received_at.isoformat()},
                         "identifiers": identifiers,

@@ -13,7 +13,6 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..database import utcnow
 from ..models import ExportBundle, Request
 from ..runtime import Runtime
 
@@ -47,7 +46,7 @@ def availability(rt: Runtime, bundle: ExportBundle | None) -> Availability:
     left = max(int(rt.settings["EXPORT_MAX_DOWNLOADS"]) - bundle.download_count, 0)
     if not (Path(rt.settings["EXPORT_DIR"]) / bundle.filename).exists():
         return Availability("download.not_ready", left, bundle.expires_at)
-    if bundle.expires_at is not None and utcnow() >= bundle.expires_at:
+    if bundle.expires_at is not None and rt.now() >= bundle.expires_at:
         return Availability("download.expired", left, bundle.expires_at)
     if left == 0:
         return Availability("download.exhausted", 0, bundle.expires_at)

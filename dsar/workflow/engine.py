@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
+from ..clock import now_of
 from ..connector import Capability
-from ..database import utcnow
 from ..models import Request, Task
 from ..models.task import BUNDLE_CONNECTOR
 from ..runtime import Runtime
@@ -57,7 +57,7 @@ def _ensure_tasks(session: Session, request_id: str, names: list[str], step: Ste
     for name in names:
         if name not in existing:
             session.add(Task(request_id=request_id, connector=name, step=step.value,
-                             not_before=utcnow()))
+                             not_before=now_of(session)))
     session.flush()
 
 
@@ -124,7 +124,7 @@ def _locked(session: Session, request_id: str) -> Request:
 def reset_task(session: Session, rt: Runtime, task: Task) -> None:
     """Make an ended task runnable again from a fresh count of attempts."""
     move(session, rt.crypto, task, TaskStatus.PENDING)
-    task.attempts, task.not_before = 0, utcnow()
+    task.attempts, task.not_before = 0, rt.now()
     task.record_count, task.result, task.reclaims, task.retrying_since = 0, None, 0, None
     task.lease_owner = task.lease_expires_at = task.last_error = task.finished_at = None
 
@@ -170,7 +170,7 @@ def _add_bundle_step(session: Session, rt: Runtime, request_id: str,
     if owner is None:
         _ensure_tasks(session, request_id, [BUNDLE_CONNECTOR], Step.BUNDLE)
         return None
-    now = utcnow()
+    now = rt.now()
     task = Task(request_id=request_id, connector=BUNDLE_CONNECTOR, step=Step.BUNDLE.value,
                 status=TaskStatus.RUNNING.value, attempts=1, not_before=now, lease_owner=owner,
                 lease_expires_at=now + timedelta(seconds=float(rt.settings["TASK_LEASE_SECONDS"])))

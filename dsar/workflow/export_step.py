@@ -33,7 +33,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import faults
-from ..database import utcnow
 from ..models import ExportBundle, Request, Task
 from ..runtime import Runtime
 from . import bundle
@@ -84,7 +83,7 @@ def job_for(session: Session, rt: Runtime, request: Request,
 def build(rt: Runtime, job: BundleJob) -> Outcome:
     """Write the zip and check it; the outcome names the file for the release."""
     built = bundle.build(Path(rt.settings["EXPORT_DIR"]), job.request, job.parts,
-                         job.identifiers, rt.settings["EXPORT_COMPRESSION"])
+                         job.identifiers, rt.settings["EXPORT_COMPRESSION"], rt.now())
     faults.point("bundle.written")
     mismatched = sorted(n for n, count in job.expected.items() if built.counts.get(n) != count)
     if mismatched:
@@ -108,7 +107,7 @@ def release(session: Session, rt: Runtime, request: Request, task: Task) -> dict
     if made is None:
         made = ExportBundle(request_id=request.id, download_count=0)
         session.add(made)
-    now = utcnow()
+    now = rt.now()
     made.filename, made.size, made.sha256 = result["file"], result["size"], result["sha256"]
     made.created_at = now
     made.expires_at = now + timedelta(days=int(rt.settings["EXPORT_LINK_DAYS"]))

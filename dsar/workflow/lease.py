@@ -27,7 +27,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from ..database import is_unavailable, utcnow
+from ..database import is_unavailable
 from ..models import Request, Task, WorkerRole
 from ..runtime import Runtime
 from .states import Status
@@ -67,7 +67,7 @@ def claim_task(rt: Runtime, task_id: int, owner: str) -> bool:
 
 def _claim(rt: Runtime, owner: str, task_id: int | None,
            then: Callable[[Session, Task, Request], None] | None = None) -> int | None:
-    now = utcnow()
+    now = rt.now()
     runnable = select(Task, Request).join(Request, Request.id == Task.request_id).where(
         Request.status == Status.PROCESSING,
         or_((Task.status == TaskStatus.PENDING) & (Task.not_before <= now),
@@ -101,7 +101,7 @@ def renew(rt: Runtime, task_id: int, owner: str) -> None:
         done = session.execute(
             update(Task).where(Task.id == task_id, Task.lease_owner == owner,
                                Task.status == TaskStatus.RUNNING)
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds(rt))))
+            .values(lease_expires_at=rt.now() + timedelta(seconds=lease_seconds(rt))))
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(task_id)
 
@@ -116,7 +116,7 @@ def release(rt: Runtime, task_id: int, owner: str, delay_seconds: float = 1.0) -
             if task is not None:
                 move(session, rt.crypto, task, TaskStatus.PENDING)  # a hand-back: no event
                 task.lease_owner, task.lease_expires_at = None, None
-                task.not_before = utcnow() + timedelta(seconds=delay_seconds)
+                task.not_before = rt.now() + timedelta(seconds=delay_seconds)
     except Exception as exc:  # the lease runs out on its own
         log.warning("task %s: could not release its lease (%s)", task_id, type(exc).__name__)
 
@@ -124,7 +124,7 @@ def release(rt: Runtime, task_id: int, owner: str, delay_seconds: float = 1.0) -
 def hold_role(rt: Runtime, name: str, holder: str, seconds: float) -> bool:
     """Take or keep the role ``name`` (e.g. ``housekeeping``) for ``holder``
     for ``seconds``; ``False`` while another live holder has it."""
-    now = utcnow()
+    now = rt.now()
     with rt.transaction() as session:
         done = session.execute(
             update(WorkerRole).where(WorkerRole.name == name,

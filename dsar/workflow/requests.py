@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..database import utcnow
 from ..models import Request, Task
 from ..models.request import new_request_id
 from ..runtime import Runtime
@@ -38,7 +37,7 @@ def submit(session: Session, rt: Runtime, kind: str, identifiers: Mapping[str, I
     with the state the caller leaves it in)."""
     if kind not in tuple(RequestKind):
         raise ValueError(f"unknown request kind {kind!r}")
-    now = utcnow()
+    now = rt.now()
     review = kind == RequestKind.ERASURE and bool(rt.settings["ERASURE_REVIEW"])
     request = Request(id=new_request_id(), kind=kind, status=Status.RECEIVED.value,
                       received_at=now, due_at=due_date(now), is_review_required=review)
@@ -128,7 +127,7 @@ def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int
 def expire_unverified(session: Session, rt: Runtime) -> int:
     """Requests never verified within ``UNVERIFIED_EXPIRY_DAYS`` become
     ``expired`` (their one final state). Returns how many."""
-    cutoff = utcnow() - timedelta(days=int(rt.settings["UNVERIFIED_EXPIRY_DAYS"]))
+    cutoff = rt.now() - timedelta(days=int(rt.settings["UNVERIFIED_EXPIRY_DAYS"]))
     stale = session.scalars(select(Request).where(
         Request.status.in_((Status.RECEIVED.value, Status.VERIFYING.value)),
         Request.received_at < cutoff).with_for_update(skip_locked=True)).all()

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .. import audit
+from ..clock import now_of
 from ..crypto import Crypto
-from ..database import utcnow
 from ..models import Request
 
 
@@ -88,8 +88,8 @@ def transition(session: Session, crypto: Crypto, request: Request, target: Statu
     if reason is not None:
         request.status_reason = reason
     if target is S.VERIFIED:
-        request.verified_at = utcnow()
-    request.closed_at = utcnow() if target in FINAL else None
+        request.verified_at = now_of(session)
+    request.closed_at = now_of(session) if target in FINAL else None
     event_details = {"from": current.value, **(details or {})}
     if reason is not None:
         event_details["reason"] = reason

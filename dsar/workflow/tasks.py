@@ -40,7 +40,7 @@ from ..connector import (
     check_stop,
     stop_scope,
 )
-from ..database import is_unavailable, utcnow
+from ..database import is_unavailable
 from ..models import Request, Task
 from ..runtime import Runtime
 from . import engine, erasure, export_step, lease, retry
@@ -300,7 +300,7 @@ def _add_discovered(session: Session, rt: Runtime, task: Task,
 def _apply(rt: Runtime, task: Task, request: Request, outcome: Outcome) -> TaskStatus:
     """The outcome's fields on ``task``; returns the status it moves to
     (pending: a retry is scheduled)."""
-    now = utcnow()
+    now = rt.now()
     if outcome.ok:
         task.last_error, task.finished_at, task.retrying_since = None, now, None
         return TaskStatus.SUCCEEDED
@@ -330,8 +330,8 @@ def _wake_waiting(session: Session, rt: Runtime, task: Task) -> None:
     woken[task.connector] = now
     session.execute(update(Task).where(
         Task.connector == task.connector, Task.status == TaskStatus.PENDING, Task.id != task.id,
-        Task.retrying_since.is_not(None), Task.not_before > utcnow(),
-    ).values(not_before=utcnow()))
+        Task.retrying_since.is_not(None), Task.not_before > rt.now(),
+    ).values(not_before=rt.now()))
 
 
 def _handed_back(rt: Runtime, task_id: int, owner: str, job: _Job, outcome: Outcome) -> None:

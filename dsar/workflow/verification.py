@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from .. import audit, outbox
 from ..connector import normalise_identifier
 from ..crypto import constant_time_equal
-from ..database import utcnow
 from ..models import Request, Verification
 from ..runtime import Runtime
 from . import requests as flow
@@ -102,7 +101,7 @@ def resend(session: Session, rt: Runtime, texts: dict[str, str], request: Reques
     current = session.get(Verification, request.id, with_for_update=True)
     if current is not None:
         wait = (current.sent_at + timedelta(seconds=rt.settings["CODE_RESEND_SECONDS"])
-                - utcnow()).total_seconds()
+                - rt.now()).total_seconds()
         if wait > 0:
             raise ResendTooSoon(seconds=int(wait) + 1)
     _queue_code(session, rt, texts, request, status_token, first=False)
@@ -110,7 +109,7 @@ def resend(session: Session, rt: Runtime, texts: dict[str, str], request: Reques
 
 def _queue_code(session: Session, rt: Runtime, texts: dict[str, str], request: Request,
                 status_token: str, *, first: bool, email: str | None = None) -> None:
-    code, now = new_code(), utcnow()
+    code, now = new_code(), rt.now()
     ttl = float(rt.settings["CODE_TTL_SECONDS"])
     # a request's first code has no row yet: no query to find that out
     row = None if first else session.get(Verification, request.id)
@@ -141,7 +140,7 @@ def check(session: Session, rt: Runtime, request: Request, code: str) -> None:
     max_attempts = int(rt.settings["CODE_MAX_ATTEMPTS"])
     if row.attempts >= max_attempts:
         raise TooManyAttempts()
-    if utcnow() >= row.expires_at:
+    if rt.now() >= row.expires_at:
         raise CodeExpired()
     if not constant_time_equal(_code_digest(rt, request.id, code.strip()), row.code_digest):
         row.attempts += 1
