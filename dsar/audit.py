@@ -181,8 +181,9 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
 
 @dataclass(frozen=True)
 class Verification:
-    """The outcome of :func:`verify`: ``bad_seq`` is the first bad event
-    (``None`` when the chain is intact or only the head is wrong)."""
+    """The outcome of :func:`verify`: ``bad_seq`` is the first bad or missing
+    event, or the one a bad head names (``None`` when the chain is intact or
+    the head row is gone)."""
 
     ok: bool
     checked: int
@@ -261,10 +262,14 @@ def _check_head(session: Session, crypto: Crypto, checked: int, last_hash: str) 
         if checked == 0:
             return Verification(True, 0)
         return Verification(False, checked, None, "the sealed head is missing")
-    if head.seq != checked or head.hash != last_hash:
+    if head.seq != checked:
         return Verification(False, checked, min(head.seq, checked + 1) or None,
                             f"the sealed head names event {head.seq} but the chain ends at "
                             f"{checked}: events were removed from the end or appended")
+    if head.hash != last_hash:
+        return Verification(False, checked, head.seq or None,
+                            f"the sealed head names event {head.seq} with another hash than "
+                            "the chain's last: the head or the last event was replaced")
     if checked and not constant_time_equal(crypto.audit_mac(_head_message(head.seq, head.hash)),
                                            head.mac):
         return Verification(False, checked, head.seq, "the head's seal does not match")

@@ -1,18 +1,20 @@
-"""The audit chain detects every kind of tampering, and cannot fork."""
+"""The audit chain detects every kind of tampering, and cannot fork.
+
+One field, the head or the end of the chain changed at a time, each reported
+at its event: tests/test_audit_tamper.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Callable
 
 import pytest
 from click.testing import Result
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text
 
 from dsar import audit
-from dsar.crypto import Crypto
 from dsar.models import AuditEvent, AuditHead
 from dsar.runtime import Runtime
 
@@ -42,36 +44,12 @@ def test_intact_chain_verifies(rt: Runtime, cli: Callable[..., Result]) -> None:
     assert result.exit_code == 0 and "intact: 5 events" in result.output
 
 
-def test_edited_row(rt: Runtime, cli: Callable[..., Result]) -> None:
-    append(rt, 5)
-    sql(rt, "UPDATE audit_events SET details = :d WHERE seq = 3", d='{"n":99}')
-    result = verify(rt)
-    assert (result.ok, result.bad_seq) == (False, 3)
-    assert "edited" in result.problem
-    out = cli("audit", "verify")
-    assert out.exit_code == 1 and "event 3" in out.output
-
-
-def test_edited_actor_or_time(rt: Runtime) -> None:
-    append(rt, 3)
-    sql(rt, "UPDATE audit_events SET actor = 'someone else' WHERE seq = 2")
-    assert verify(rt).bad_seq == 2
-
-
 def test_deleted_middle_row(rt: Runtime) -> None:
     append(rt, 5)
     sql(rt, "DELETE FROM audit_events WHERE seq = 3")
     result = verify(rt)
     assert (result.ok, result.bad_seq) == (False, 3)
     assert "missing" in result.problem
-
-
-def test_deleted_last_row(rt: Runtime) -> None:
-    append(rt, 5)
-    sql(rt, "DELETE FROM audit_events WHERE seq = 5")
-    result = verify(rt)
-    assert (result.ok, result.bad_seq) == (False, 5)
-    assert "removed from the end" in result.problem
 
 
 def test_reordered_rows(rt: Runtime) -> None:
@@ -88,29 +66,6 @@ def test_reordered_rows(rt: Runtime) -> None:
                 " :details, :prev_hash, :hash, :mac)"), values)
     result = verify(rt)
     assert (result.ok, result.bad_seq) == (False, 2)
-
-
-def test_rewrite_with_recomputed_hashes(rt: Runtime) -> None:
-    """An attacker with database access but without the audit key rewrites
-    event 2 and recomputes every hash after it."""
-    append(rt, 4)
-    _rewrite_from(rt, 2, Crypto("attacker-does-not-have-the-key-000000000"))
-    result = verify(rt)
-    assert (result.ok, result.bad_seq) == (False, 2)
-    assert "seal" in result.problem
-
-
-def test_rewrite_of_whole_table_including_head(rt: Runtime) -> None:
-    append(rt, 3)
-    forged = Crypto("attacker-does-not-have-the-key-000000000")
-    _rewrite_from(rt, 1, forged)
-    assert verify(rt).ok is False
-    # Even with the seals of every event forged, the head seal needs the key too.
-    with rt.transaction() as session:
-        head = session.get(AuditHead, audit.HEAD_ID)
-        assert head is not None
-        head.mac = forged.audit_mac(f"head:{head.seq}:{head.hash}")
-    assert verify(rt).ok is False
 
 
 def test_appended_then_removed(rt: Runtime) -> None:
@@ -130,31 +85,6 @@ def test_appended_then_removed(rt: Runtime) -> None:
     # database-only attacker can do: documented in SECURITY.md (anchor the
     # head outside the database to catch it).
     assert verify(rt).ok is True
-
-
-def _rewrite_from(rt: Runtime, start: int, forged: Crypto) -> None:
-    with rt.transaction() as session:
-        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
-        prev = events[start - 2].hash if start > 1 else audit.GENESIS_HASH
-        rewritten = []
-        for event in events[start - 1:]:
-            details = json.loads(event.details)
-            details["forged"] = True
-            body = audit.canonical(event.seq, event.occurred_at, event.actor, event.action,
-                                   event.request_id, json.dumps(details), prev)
-            new_hash = hashlib.sha256(body.encode()).hexdigest()
-            rewritten.append((event.seq, json.dumps(details, sort_keys=True,
-                                                    separators=(",", ":")), prev, new_hash))
-            prev = new_hash
-        # unique hashes: move the old ones out of the way first
-        session.execute(update(AuditEvent).where(AuditEvent.seq >= start).values(
-            prev_hash="x" + func.substr(AuditEvent.hash, 2),
-            hash="y" + func.substr(AuditEvent.hash, 2)))
-        for seq, details_text, prev_hash, new_hash in rewritten:
-            session.execute(update(AuditEvent).where(AuditEvent.seq == seq).values(
-                details=details_text, prev_hash=prev_hash, hash=new_hash,
-                mac=forged.audit_mac(new_hash)))
-        session.execute(update(AuditHead).values(hash=prev))
 
 
 def test_concurrent_appends_do_not_fork(rt: Runtime) -> None:
