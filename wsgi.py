@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DSAR_ENV", "production")
 
-from dsar import create_app  # noqa: E402
+from dsar import create_app
 
 app = create_app()

@@ -84,7 +84,7 @@ def shops(pg: Pg, sizes: list[int], gen_seconds: float) -> Iterator[dict[int, st
         yield made
     finally:
         for db in made.values():
-            shop._drop(pg.dsn, db)  # noqa: SLF001 - the generator's own cleanup
+            shop._drop(pg.dsn, db)
 
 
 def shop_latency(pg: Pg, root: Path, db: str, size: int, app_dbs: list[str],

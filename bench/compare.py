@@ -173,7 +173,7 @@ def _wait_health(process: subprocess.Popen[bytes], seconds: float = 300) -> None
         if process.poll() is not None:
             raise SystemExit(f"bench-compare: Fides exited (log: {WORK / 'logs' / 'fides.log'})")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{FIDES_PORT}/health",  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{FIDES_PORT}/health",
                                         timeout=2):
                 return
         except OSError:

@@ -16,7 +16,7 @@ import argparse
 import json
 import random
 import resource
-import subprocess  # noqa: S404 - runs this module again, see _measure
+import subprocess
 import sys
 import tempfile
 import time

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -67,9 +67,9 @@ def _stamps(start: datetime, step: timedelta) -> list[str]:
     return [(start + k * step).strftime("%Y-%m-%d %H:%M:%S+00") for k in range(1000)]
 
 
-CUSTOMER_AT = _stamps(datetime(2020, 1, 1), timedelta(days=1))
-ORDER_AT = _stamps(datetime(2021, 1, 1), timedelta(hours=1))
-MESSAGE_AT = _stamps(datetime(2022, 1, 1), timedelta(minutes=1))
+CUSTOMER_AT = _stamps(datetime(2020, 1, 1, tzinfo=UTC), timedelta(days=1))
+ORDER_AT = _stamps(datetime(2021, 1, 1, tzinfo=UTC), timedelta(hours=1))
+MESSAGE_AT = _stamps(datetime(2022, 1, 1, tzinfo=UTC), timedelta(minutes=1))
 
 
 def _customers(lo: int, hi: int, n: int) -> Iterator[str]:

@@ -71,7 +71,7 @@ class SmtpSink:
         self.port = free_port()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
         self.received += 1
         return "250 OK"
 

@@ -36,8 +36,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.util import find_tables
 
+from .clock import now_of
 from .crypto import Crypto, constant_time_equal
-from .database import utcnow
 from .models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
@@ -138,7 +138,7 @@ def _append(session: Session, pending: list[_Pending]) -> None:
                                "database; otherwise run `dsar audit verify`")
     seq, last, rows = head.seq, head.hash, []
     for entry in pending:
-        seq, occurred_at = seq + 1, utcnow()
+        seq, occurred_at = seq + 1, now_of(session)
         text = canonical(seq, occurred_at, entry.actor, entry.action, entry.request_id,
                          entry.details, last)
         digest = hashlib.sha256(text.encode()).hexdigest()

@@ -87,7 +87,7 @@ class Worker:
                  "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat",
                  "-l", "INFO"] if command == "celery" else [DSAR, "worker", "--workers", "2"])
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen(args, env=instance.env(faults),  # noqa: S603
+            self.proc = subprocess.Popen(args, env=instance.env(faults),
                                          stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
 

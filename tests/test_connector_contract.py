@@ -38,8 +38,8 @@ from dsar.testing import ConnectorContract, credential_like
 from tests.support.app import SECRET, write_connectors
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "hunter2-Vault-Pw"  # noqa: S105 - made up
-TOKEN = "tok-Vault-0123456789"  # noqa: S105 - made up
+PASSWORD = "hunter2-Vault-Pw"
+TOKEN = "tok-Vault-0123456789"
 URL = f"postgresql://vault:{PASSWORD}@db.example/vault"
 
 
@@ -116,7 +116,7 @@ def test_list_check_errors_and_logs_never_show_a_secret(
     assert f"{MASK} refused token {MASK}" in checked.output
     assert not _leaks(checked.output)
 
-    weak = "Weak-Pw1"  # noqa: S105 - made up; the validator quotes it
+    weak = "Weak-Pw1"
     refused = dsar_cli({**good, "token": weak}, "connectors", "list")
     assert refused.exit_code == 1
     assert "connectors.vault: token:" in refused.output and "is too short" in refused.output

@@ -204,7 +204,7 @@ def _dsar(instance: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = Path(sys.executable).with_name("dsar")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DSAR_")}
     environ["DSAR_INSTANCE_PATH"] = str(instance)
-    return subprocess.run([str(command), *args], capture_output=True, text=True,  # noqa: S603
+    return subprocess.run([str(command), *args], capture_output=True, text=True,
                           env=environ, timeout=120, check=False)
 
 

@@ -39,13 +39,13 @@ class Layout:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self, *args: str) -> None:
-        self.procs.append(subprocess.Popen(  # noqa: S603
+        self.procs.append(subprocess.Popen(
             list(args), cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None,
              token: str | None = None) -> tuple[int, bytes]:
-        request = urllib.request.Request(  # noqa: S310 - loopback
+        request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json",
@@ -117,7 +117,7 @@ def layout(tmp_path: Path, pg_url: str, redis_db: RedisDb,
                 "DSAR_INSTANCE_PATH": str(tmp_path / "instance")})
     port = free_port()
     made = Layout(tmp_path, env, port, smtp_server)
-    migrated = subprocess.run([DSAR, "db", "upgrade"], env=env, capture_output=True,  # noqa: S603
+    migrated = subprocess.run([DSAR, "db", "upgrade"], env=env, capture_output=True,
                               text=True, timeout=60, check=False)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     made.start(GUNICORN, "--workers", "2", "--bind", f"127.0.0.1:{port}", "wsgi:app")
@@ -151,7 +151,7 @@ def test_production_layout_answers_an_access_and_an_erasure(layout: Layout) -> N
 
     request_id, token = layout.journey("erasure", eraser)
     layout.wait_status(request_id, token, "awaiting_review")
-    approved = subprocess.run([DSAR, "requests", "approve", request_id],  # noqa: S603
+    approved = subprocess.run([DSAR, "requests", "approve", request_id],
                               env=layout.env, capture_output=True, text=True, timeout=60,
                               check=False)
     assert approved.returncode == 0, approved.stdout + approved.stderr
@@ -168,6 +168,6 @@ def test_production_layout_answers_an_access_and_an_erasure(layout: Layout) -> N
 
     ended = layout.stop()
     assert [code for code, _ in ended] == [0, 0], ended
-    verified = subprocess.run([DSAR, "audit", "verify"], env=layout.env,  # noqa: S603
+    verified = subprocess.run([DSAR, "audit", "verify"], env=layout.env,
                               capture_output=True, text=True, timeout=60, check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr

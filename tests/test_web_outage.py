@@ -210,7 +210,7 @@ def test_a_database_bug_is_still_a_500(web: Flask, monkeypatch: pytest.MonkeyPat
         requester.browser.get(f"/requests/{requester.portal_id}")
 
 
-class holding_the_write_lock:  # noqa: N801 - used as a context manager, like a function
+class holding_the_write_lock:
     """A second SQLite connection holding ``BEGIN EXCLUSIVE`` for the block."""
 
     def __init__(self, url: str) -> None:

@@ -92,7 +92,7 @@ def test_a_stopping_worker_hands_its_task_back(make_app: Callable[..., Flask],
 def test_dsar_worker_runs_until_sigterm_and_stops_cleanly(tmp_path: Path) -> None:
     instance = make_instance(tmp_path / "instance")
     request_id = instance.submit("access", instance.info.emails[0])
-    proc = subprocess.Popen([DSAR, "worker", "--grace", "5"], env=instance.env(),  # noqa: S603
+    proc = subprocess.Popen([DSAR, "worker", "--grace", "5"], env=instance.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: instance.show(request_id)["status"] == "completed", 30)

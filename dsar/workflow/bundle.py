@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..database import utcnow
+from ..clock import system_now
 from ..models import Request
 from .parts import COLUMNS_SUFFIX, PartWriter, discard_parts, parts_dir, safe_name
 
@@ -122,7 +122,7 @@ class _Member:
                 try:
                     self._digest.update(chunk)
                     self._raw.write(chunk)
-                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                except BaseException as exc:
                     self._failure = exc
 
     def __enter__(self) -> _Member:
@@ -165,7 +165,7 @@ def build(export_dir: Path, request: Request, parts: Mapping[str, str],
             for name in sorted(parts):
                 counts[name] = _write_connector(zf, name, staged / parts[name], scratch,
                                                 files, chosen)
-            manifest = {"format": FORMAT, "generated_at": (now or utcnow()).isoformat(),
+            manifest = {"format": FORMAT, "generated_at": (now or system_now()).isoformat(),
                         "request": {"id": request.id, "kind": request.kind,
                                     "received_at": request.received_at.isoformat()},
                         "identifiers": identifiers,

@@ -72,7 +72,7 @@ Table("invoices", SCHEMA,
       Column("billing_email", String(200), nullable=False),
       Column("amount", Numeric(10, 2), nullable=False))
 
-WHEN = dt.datetime(2024, 5, 1, 12, 30)
+WHEN = dt.datetime(2024, 5, 1, 12, 30)  # noqa: DTZ001 - a store's own naive column
 ROWS: dict[str, list[dict[str, Any]]] = {
     "customers": [
         {"id": 1, "email": " Alice@Example.ORG", "phone": "+44 (20) 7946-0958",

@@ -64,7 +64,7 @@ class RabbitMqServer:
     host: str
     port: int
     user: str = "guest"
-    password: str = "guest"  # noqa: S105 - RabbitMQ's loopback-only default account
+    password: str = "guest"
     throwaway: bool = False
     scratch: Path | None = None
     process: subprocess.Popen[bytes] | None = None
@@ -86,7 +86,7 @@ class RabbitMqServer:
         servers.stop_process(proc, signal.SIGTERM, timeout_s=30)
         if self.throwaway and self.epmd_port:
             epmd = shutil.which("epmd") or "epmd"
-            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"],  # noqa: S603
+            subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"],
                            capture_output=True, timeout=10, check=False)
             self.epmd_port = 0
         scratch, self.scratch = self.scratch, None
@@ -210,7 +210,7 @@ def _start_rabbitmq(server: RabbitMqServer, binary: str) -> None:
     for _attempt in range(3):  # a free port can be taken between probe and bind
         server.port, server.epmd_port = servers.free_port(), servers.free_port()
         with open(scratch / "rabbitmq.log", "ab") as log:
-            server.process = subprocess.Popen(  # noqa: S603
+            server.process = subprocess.Popen(
                 [binary], cwd=scratch, env=_environment(server, scratch),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         if servers.started(server, lambda: _probe(server, deadline_s=0.5) is None,

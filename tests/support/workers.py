@@ -50,12 +50,12 @@ class Instance:
         return environ
 
     def dsar(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([DSAR, *args], capture_output=True, text=True,  # noqa: S603
+        return subprocess.run([DSAR, *args], capture_output=True, text=True,
                               env=self.env(), timeout=timeout, check=False)
 
     def worker(self, faults: str = "", timeout: float = 60) -> subprocess.Popen[str]:
         """``dsar requests process`` in the background (its own process group)."""
-        return subprocess.Popen([DSAR, "requests", "process", "--timeout", str(timeout)],  # noqa: S603
+        return subprocess.Popen([DSAR, "requests", "process", "--timeout", str(timeout)],
                                 env=self.env(faults), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
