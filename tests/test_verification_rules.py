@@ -1,0 +1,138 @@
+"""The requester's code, as tables: how long it lives (CODE_TTL_SECONDS, 15
+minutes), how many wrong tries it takes (CODE_MAX_ATTEMPTS, 5), how soon a
+new one may be sent (CODE_RESEND_SECONDS, 60 s); and unverified requests
+expiring (UNVERIFIED_EXPIRY_DAYS, 7). The runtime's clock is moved, never
+slept past."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dsar.clock import MovableClock
+from dsar.runtime import Runtime
+from dsar.workflow import requests as flow
+from dsar.workflow import verification
+from dsar.workflow.states import Status
+
+SENT = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+CODE = "123456"
+WRONG = "654321"
+
+
+@pytest.fixture
+def clock(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> MovableClock:
+    monkeypatch.setattr(verification, "new_code", lambda: CODE)
+    moving = rt.clock = MovableClock(SENT)
+    return moving
+
+
+def _received(rt: Runtime) -> tuple[str, str]:
+    with rt.transaction() as session:
+        started = verification.receive(session, rt, "access", "a@example.org")
+        return started.request.id, started.status_token
+
+
+def _check(rt: Runtime, request_id: str, code: str) -> str:
+    """The outcome of entering ``code``: ``verified`` or the refusal's class
+    name. A refusal commits what it counted, as the portal and the API do."""
+    with rt.transaction() as session:
+        try:
+            verification.check(session, rt, flow.get(session, request_id), code)
+        except verification.VerificationError as refused:
+            return type(refused).__name__
+    with rt.transaction() as session:
+        assert flow.get(session, request_id).status == Status.PROCESSING
+    return "verified"
+
+
+LIFETIME = [
+    # entered after                  outcome
+    (timedelta(0), "verified"),
+    (timedelta(minutes=14, seconds=59), "verified"),
+    (timedelta(minutes=15) - timedelta(microseconds=1), "verified"),
+    (timedelta(minutes=15), "CodeExpired"),
+    (timedelta(days=1), "CodeExpired"),
+]
+
+
+@pytest.mark.parametrize(("after", "outcome"), LIFETIME,
+                         ids=[f"entered after {after}" for after, _ in LIFETIME])
+def test_a_code_lives_fifteen_minutes(rt: Runtime, clock: MovableClock, after: timedelta,
+                                      outcome: str) -> None:
+    request_id, _token = _received(rt)
+    clock.advance(after)
+    assert _check(rt, request_id, CODE) == outcome
+
+
+ATTEMPTS = [
+    # wrong codes first, then the right one
+    (0, "verified"),
+    (1, "verified"),
+    (4, "verified"),
+    (5, "TooManyAttempts"),
+]
+
+
+@pytest.mark.parametrize(("wrong", "outcome"), ATTEMPTS,
+                         ids=[f"{n} wrong codes, then the right one" for n, _ in ATTEMPTS])
+def test_five_wrong_codes_use_the_code_up(rt: Runtime, clock: MovableClock, wrong: int,
+                                          outcome: str) -> None:
+    request_id, _token = _received(rt)
+    refusals = [_check(rt, request_id, WRONG) for _ in range(wrong)]
+    # the fifth wrong code is refused as the last one allowed
+    assert refusals == ["WrongCode"] * min(wrong, 4) + ["TooManyAttempts"] * (wrong == 5)
+    assert _check(rt, request_id, CODE) == outcome
+
+
+COOLDOWN = [
+    (timedelta(seconds=0), "ResendTooSoon"),
+    (timedelta(seconds=59), "ResendTooSoon"),
+    (timedelta(seconds=60), "sent"),
+    (timedelta(hours=1), "sent"),
+]
+
+
+@pytest.mark.parametrize(("after", "outcome"), COOLDOWN,
+                         ids=[f"asked after {after}" for after, _ in COOLDOWN])
+def test_a_new_code_waits_a_minute(rt: Runtime, clock: MovableClock, after: timedelta,
+                                   outcome: str) -> None:
+    request_id, token = _received(rt)
+    clock.advance(after)
+    try:
+        with rt.transaction() as session:
+            verification.resend(session, rt, rt.texts, flow.get(session, request_id), token)
+    except verification.ResendTooSoon:
+        assert outcome == "ResendTooSoon"
+    else:
+        assert outcome == "sent"
+
+
+def test_a_new_code_starts_a_new_lifetime_and_count(rt: Runtime, clock: MovableClock) -> None:
+    request_id, token = _received(rt)
+    assert [_check(rt, request_id, WRONG) for _ in range(4)] == ["WrongCode"] * 4
+    clock.advance(minutes=10)
+    with rt.transaction() as session:
+        verification.resend(session, rt, rt.texts, flow.get(session, request_id), token)
+    clock.advance(minutes=14)  # 24 minutes after the first code: the new one still lives
+    assert _check(rt, request_id, CODE) == "verified"
+
+
+EXPIRY = [
+    (timedelta(days=7) - timedelta(seconds=1), Status.VERIFYING),
+    (timedelta(days=7) + timedelta(seconds=1), Status.EXPIRED),
+]
+
+
+@pytest.mark.parametrize(("after", "status"), EXPIRY,
+                         ids=[f"unverified for {after}" for after, _ in EXPIRY])
+def test_an_unverified_request_expires_after_seven_days(rt: Runtime, clock: MovableClock,
+                                                        after: timedelta,
+                                                        status: Status) -> None:
+    request_id, _token = _received(rt)
+    clock.advance(after)
+    with rt.transaction() as session:
+        flow.expire_unverified(session, rt)
+    with rt.transaction() as session:
+        assert flow.get(session, request_id).status == status
