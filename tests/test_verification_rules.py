@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dsar.clock import MovableClock
+from dsar.executor import InProcessExecutor
 from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
 from dsar.workflow import verification
@@ -136,3 +137,13 @@ def test_an_unverified_request_expires_after_seven_days(rt: Runtime, clock: Mova
         flow.expire_unverified(session, rt)
     with rt.transaction() as session:
         assert flow.get(session, request_id).status == status
+
+
+def test_the_workers_housekeeping_expires_them(rt: Runtime, clock: MovableClock) -> None:
+    """Expiry is not only a function: a worker process's housekeeping runs it."""
+    request_id, _token = _received(rt)
+    clock.advance(days=8)
+    with InProcessExecutor(rt, 1, poll_seconds=0.05):
+        pass  # the housekeeper does its chores once when it takes the role
+    with rt.transaction() as session:
+        assert flow.get(session, request_id).status == Status.EXPIRED
