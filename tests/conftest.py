@@ -6,7 +6,7 @@ saying what to install, tests are never skipped:
 
 * PostgreSQL, tests/support/postgres.py: ``DSAR_TEST_PG`` (``host:port`` or ``start``;
   unset: probe ``DSAR_TEST_PG_PROBE``, default 127.0.0.1:5432). Fixtures
-  ``postgresql``, ``pg_url``, ``database_url`` and ``pg_server``; hooks
+  ``postgresql``, ``pg_url``, ``app_pg_url`` (migrated) and ``pg_server``; hooks
   ``pytest_configure`` and ``pytest_unconfigure``. For outage tests, ``restartable_pg``:
   a fresh database on a private throwaway server (session-scoped, always its own) with
   ``url``, ``port``, ``stop()`` and ``start()`` on the same port.
@@ -25,6 +25,11 @@ What they share (free ports, ``host:port`` parsing, stale scratch dirs, the clea
 registry, exit code 3, the one ``pytest_report_header``, re-exported by postgres.py)
 is in tests/support/servers.py.
 
+App databases, tests/support/app.py: ``database_url`` (parametrised over sqlite and
+postgresql; a test about one of them says so with
+``@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)``), ``make_app``,
+``app``, ``rt`` and ``cli``.
+
 pytest finds hooks here by name, so each module owns different ones:
 ``check_unique_hooks`` fails at import if two would export different hooks under
 one name. A ``pytest_configure`` (or any of the hooks above) added here must call
@@ -32,11 +37,11 @@ the module's own.
 """
 
 from tests.support import mariadb, postgres, rabbitmq, redis
-from tests.support.app import *  # noqa: F401,F403
-from tests.support.mariadb import *  # noqa: F401,F403
-from tests.support.postgres import *  # noqa: F401,F403
-from tests.support.rabbitmq import *  # noqa: F401,F403
-from tests.support.redis import *  # noqa: F401,F403
+from tests.support.app import *  # noqa: F403
+from tests.support.mariadb import *  # noqa: F403
+from tests.support.postgres import *  # noqa: F403
+from tests.support.rabbitmq import *  # noqa: F403
+from tests.support.redis import *  # noqa: F403
 from tests.support.servers import check_unique_hooks
 
 check_unique_hooks(postgres, mariadb, redis, rabbitmq)

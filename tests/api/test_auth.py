@@ -14,8 +14,6 @@ from dsar.models import Verification
 from dsar.runtime import Runtime
 from tests.api.helpers import ALICE, BASE, BOB, Outbox, counts, error_of, submit
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 # (method, path after /requests/<id>, JSON body)
 ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "", None),

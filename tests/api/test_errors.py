@@ -20,8 +20,6 @@ from dsar.runtime import Runtime
 from tests.api.helpers import ALICE, BASE, Outbox, auth, error_of, process, submit
 from tests.support.engine_connectors import Script
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 
 @pytest.mark.parametrize("path", ["/api/v1/", "/api/v1/nothing", "/api/v1/requests/",
                                   "/api/v1/requests/abc/nothing", "/api/v1/requests/a/b/c"])

@@ -13,8 +13,6 @@ from flask.testing import FlaskClient
 from dsar.runtime import Runtime
 from tests.api.helpers import ALICE, BASE, Outbox, auth, counts, error_of
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
 GOOD = {"kind": "access", "email": ALICE}
 
 

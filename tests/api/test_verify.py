@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -12,12 +11,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 from werkzeug.test import TestResponse
 
+from dsar.clock import MovableClock
 from dsar.database import utcnow
 from dsar.models import Verification
 from dsar.runtime import Runtime
 from tests.api.helpers import ALICE, BASE, Outbox, auth, counts, error_of, submit
-
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def verify(client: FlaskClient, request_id: str, token: str, code: str) -> TestResponse:
@@ -89,11 +87,12 @@ def test_resend_too_soon_is_429_with_retry_after(make_api: Callable[..., Flask],
 
 def test_after_the_cooldown_a_new_code_replaces_the_old(make_api: Callable[..., Flask],
                                                         outbox: Outbox) -> None:
-    app = make_api(CODE_RESEND_SECONDS=0.05)
+    app = make_api()
     client, rt = app.test_client(), app.extensions["dsar"]
+    clock = rt.clock = MovableClock()
     request_id, token = submit(client)
     old = outbox.code(ALICE)
-    time.sleep(0.1)
+    clock.advance(seconds=61)  # past the resend cooldown
     response = client.post(f"{BASE}/{request_id}/resend", headers=auth(token))
     assert response.status_code == 202, response.get_json()
     assert response.get_json() == {"id": request_id, "status": "verifying",
@@ -109,9 +108,11 @@ def test_after_the_cooldown_a_new_code_replaces_the_old(make_api: Callable[..., 
     ({"data": "x=1", "content_type": "application/x-www-form-urlencoded"}, 415)])
 def test_resend_body_is_empty_or_an_empty_object(make_api: Callable[..., Flask], outbox: Outbox,
                                                  kwargs: dict[str, object], status: int) -> None:
-    client = make_api(CODE_RESEND_SECONDS=0.01).test_client()
+    app = make_api()
+    client = app.test_client()
+    clock = app.extensions["dsar"].clock = MovableClock()
     request_id, token = submit(client)
-    time.sleep(0.05)
+    clock.advance(seconds=61)  # past the resend cooldown
     response = client.post(f"{BASE}/{request_id}/resend", headers=auth(token), **kwargs)
     assert response.status_code == status, response.get_json()
     if status != 202:

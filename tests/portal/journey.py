@@ -8,7 +8,6 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
@@ -18,7 +17,6 @@ from dsar.runtime import Runtime
 from tests.support.smtp import deliver
 
 ALICE = "alice@example.org"
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CODE = re.compile(r"\b([0-9]{6})\b")
 

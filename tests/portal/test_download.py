@@ -16,7 +16,7 @@ from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
 from dsar.models import ExportBundle
 from dsar.texts import DEFAULTS as T
-from tests.portal.journey import ALICE, Browser, events, sqlite_only
+from tests.portal.journey import ALICE, Browser, events
 from tests.support.engine_connectors import Script
 
 
@@ -72,7 +72,6 @@ def test_three_downloads_then_a_clear_410(shop: Browser) -> None:
     assert events(shop.rt, request_id).count("export.downloaded") == 3
 
 
-@sqlite_only
 def test_expired_link_gets_a_410_page(shop: Browser) -> None:
     request_id = _verified(shop)
     _process(shop)
@@ -86,7 +85,6 @@ def test_expired_link_gets_a_410_page(shop: Browser) -> None:
     assert "export.downloaded" not in events(shop.rt, request_id)
 
 
-@sqlite_only
 def test_download_before_completion_is_409(shop: Browser) -> None:
     request_id = shop.start()
     status, body, _answer = shop.download(request_id)

@@ -143,7 +143,7 @@ def test_dsar_run_serves_the_portal(tmp_path: Path) -> None:
         deadline, page = time.monotonic() + 30, ""
         while time.monotonic() < deadline and server.poll() is None and not page:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
                     page = answer.read().decode()
             except OSError:
                 time.sleep(0.2)

@@ -14,9 +14,7 @@ from dsar.models import OutboxMail
 from dsar.outbox import deliver_due
 from dsar.texts import DEFAULTS as T
 from dsar.workflow import verification
-from tests.portal.journey import ALICE, Browser, Outbox, count, sqlite_only
-
-pytestmark = sqlite_only
+from tests.portal.journey import ALICE, Browser, Outbox, count
 
 
 def test_form_renders_with_csrf_token_labels_and_hints(browser: Browser) -> None:

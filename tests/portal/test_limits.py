@@ -8,9 +8,8 @@ from collections.abc import Callable
 from flask import Flask
 
 from dsar.texts import DEFAULTS as T
-from tests.portal.journey import ALICE, Browser, count, sqlite_only
+from tests.portal.journey import ALICE, Browser, count
 
-pytestmark = sqlite_only
 TOO_MANY = re.escape(T["error.429.body"]).replace(r"\{seconds\}", r"(\d+)")
 
 

@@ -13,9 +13,7 @@ from sqlalchemy import update
 from dsar.database import utcnow
 from dsar.models import Verification
 from dsar.texts import DEFAULTS as T
-from tests.portal.journey import Browser, events, sqlite_only, status_of
-
-pytestmark = sqlite_only
+from tests.portal.journey import Browser, events, status_of
 
 
 def _wrong(code: str) -> str:
@@ -144,7 +142,9 @@ def test_wrong_token_and_unknown_id_get_the_same_404(browser: Browser) -> None:
     answers = [stranger.client.get(f"/requests/{request_id}?token=wrong-token"),
                stranger.client.get(f"/requests/{'0' * 32}?token=wrong-token"),
                stranger.status(request_id), stranger.status("0" * 32),
-               stranger.client.get(f"/requests/{'x' * 500}?token={'y' * 500}")]
+               stranger.client.get(f"/requests/{'x' * 500}?token={'y' * 500}"),
+               # PostgreSQL refuses a NUL in a query parameter: no query is made
+               stranger.client.get(f"/requests/a%00b?token={'y' * 43}")]
     assert {a.status_code for a in answers} == {404}
     assert len({a.text for a in answers}) == 1 and T["error.404.title"] in answers[0].text
     for action in (stranger.verify(request_id, "123456"), stranger.resend(request_id)):

@@ -1,8 +1,10 @@
-"""Application fixtures: an app on a migrated database, its runtime, a CLI."""
+"""Application fixtures: the test's database, an app on it migrated, its runtime, a CLI."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ from flask.cli import ScriptInfo
 
 from dsar import create_app, migrate
 from dsar.cli import main
+from dsar.database import make_engine
 from dsar.runtime import Runtime
 from tests.support.engine_connectors import TYPES, Script, ScriptedConnector
 
-__all__ = ["app", "cli", "make_app", "rt", "scripts", "write_connectors"]
+__all__ = ["app", "cli", "database_url", "make_app", "rt", "scripts", "sqlite_app_template",
+           "write_connectors"]
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -43,6 +47,40 @@ def write_connectors(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
         lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
         lines.append("")
     path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test's app database: a SQLite file, then a PostgreSQL database.
+
+    Empty (a new file; ``pg_url``: a new database), unless the test builds apps
+    (``make_app``, which would migrate it): then a copy of a SQLite file migrated
+    once per session, or the session's PostgreSQL app database put back as the
+    migration left it (``app_pg_url``). Migrating, or creating a PostgreSQL
+    database, for each test took longer than most tests."""
+    migrated = "make_app" in request.fixturenames
+    if request.param == "sqlite":
+        path = tmp_path / "dsar.sqlite3"
+        if migrated:
+            template: Path = request.getfixturevalue("sqlite_app_template")
+            with closing(sqlite3.connect(template)) as source, \
+                    closing(sqlite3.connect(path)) as copy:
+                source.backup(copy)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("app_pg_url" if migrated else "pg_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_app_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite app database migrated once per session, for ``database_url`` to copy."""
+    path = tmp_path_factory.mktemp("app-template") / "dsar.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
     return path
 
 

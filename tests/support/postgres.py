@@ -8,7 +8,10 @@
   Redis), re-exported here so that it is defined once;
 * fixtures ``pg_server`` (session: where the server is), ``postgresql_noproc`` and
   ``postgresql`` (pytest-postgresql: a fresh database per test), ``pg_url`` (SQLAlchemy
-  URL of that database) and ``database_url`` (parametrised over sqlite and postgresql);
+  URL of that database); ``migrated_pg`` (session: one app database, migrated once)
+  and ``app_pg_url`` (its URL, the database put back as the migration left it: see
+  ``MigratedPg``); ``database_url``, in ``tests/support/app.py``, is parametrised over
+  sqlite and postgresql and uses ``pg_url`` or ``app_pg_url``;
 * for outage tests, ``restartable_pg``: a fresh database on a private throwaway server
   (always its own, started once per session on first use, whatever ``DSAR_TEST_PG``
   says) with ``url``, ``port``, ``stop()`` and ``start()`` (same port; running again
@@ -51,6 +54,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from pytest_postgresql import factories
 
 from tests.support import servers
@@ -60,7 +64,9 @@ __all__ = [
     "PgServer",
     "RestartablePg",
     "RestartablePgDatabase",
-    "database_url",
+    "MigratedPg",
+    "app_pg_url",
+    "migrated_pg",
     "pg_server",
     "pg_url",
     "postgresql",
@@ -161,21 +167,141 @@ def pg_server() -> PgServer:
     return _server
 
 
-@pytest.fixture
-def pg_url(postgresql: psycopg.Connection) -> str:
-    """SQLAlchemy URL of this test's own fresh PostgreSQL database."""
-    info = postgresql.info
+def _url(conn: psycopg.Connection) -> str:
+    info = conn.info
     auth = info.user if not info.password else f"{info.user}:{info.password}"
     return f"postgresql+psycopg://{auth}@{info.host}:{info.port}/{info.dbname}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database URL: a SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'dsar.sqlite3'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
+@pytest.fixture
+def pg_url(postgresql: psycopg.Connection) -> str:
+    """SQLAlchemy URL of this test's own fresh PostgreSQL database."""
+    return _url(postgresql)
+
+
+# ------------------------------------------------------------ the app database
+
+
+#: the schema as the catalog has it: every relation (table, index, sequence, view) in
+#: every schema but the system's, with its columns
+_CATALOG = """
+    SELECT n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod),
+           a.attnotnull
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+    ORDER BY 1, 2, a.attnum
+"""
+
+
+class MigratedPg:
+    """The session's app database on the tests' server: migrated once, then put
+    back as it was just after the migration (:meth:`reset`) for each test using it.
+
+    Creating a database (empty or from a template) costs 0.1-0.4 s on a server
+    that syncs to disk, more than most tests; deleting a test's few rows costs
+    milliseconds. :meth:`reset` ends every other connection to it first (a test's
+    leftovers cannot reach the next one), and makes the database again from
+    scratch when a test changed its schema.
+    """
+
+    def __init__(self, server: PgServer) -> None:
+        self.server = server
+        self.dbname = f"dsar_app_{os.getpid()}"
+        self._create()
+
+    @property
+    def url(self) -> str:
+        server = self.server
+        auth = server.user if not server.password else f"{server.user}:{server.password}"
+        return f"postgresql+psycopg://{auth}@{server.host}:{server.port}/{self.dbname}"
+
+    def connect(self, dbname: str | None = None, autocommit: bool = False) -> psycopg.Connection:
+        server = self.server
+        return psycopg.connect(host=server.host, port=server.port, user=server.user,
+                               password=server.password, dbname=dbname or self.dbname,
+                               autocommit=autocommit, connect_timeout=10)
+
+    def reset(self) -> None:
+        """Back to the state just after the migration: the migration's own rows,
+        sequences at their start, nobody else connected."""
+        with self.connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                         "AND backend_type = 'client backend'")
+            try:
+                unchanged = self._catalog(conn) == self._migrated
+            except psycopg.Error:  # e.g. no alembic_version any more
+                unchanged = False
+                conn.rollback()
+            if unchanged:
+                self._restore(conn)
+                return
+        self._create()  # a test changed the schema: made again from scratch
+
+    def _restore(self, conn: psycopg.Connection) -> None:
+        for table in self._tables:
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+        for table, (columns, rows) in self._rows.items():
+            conn.cursor().executemany(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns))), rows)
+        conn.execute("SELECT setval(format('%I.%I', schemaname, sequencename), start_value, "
+                     "false) FROM pg_sequences")
+
+    def drop(self) -> None:
+        with self.connect("postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+
+    def _create(self) -> None:
+        from sqlalchemy import MetaData
+
+        from dsar import migrate
+        from dsar.database import make_engine
+
+        self.drop()
+        with self.connect("postgres", autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{self.dbname}"')
+            # as on the throwaway server: a commit does not wait for the disk
+            admin.execute(f'ALTER DATABASE "{self.dbname}" SET synchronous_commit = off')
+        engine = make_engine(self.url)
+        try:
+            migrate.upgrade(engine)
+            schema = MetaData()
+            schema.reflect(engine)
+        finally:
+            engine.dispose()
+        #: every table, those referring to others first (the order to delete in)
+        self._tables = [t.name for t in reversed(schema.sorted_tables)
+                        if t.name != "alembic_version"]
+        self._rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+        with self.connect() as conn:
+            self._migrated = self._catalog(conn)
+            for table in self._tables:
+                cursor = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+                rows = cursor.fetchall()
+                if rows:
+                    self._rows[table] = ([c.name for c in cursor.description or []], rows)
+
+    @staticmethod
+    def _catalog(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+        return [*conn.execute(_CATALOG).fetchall(),
+                *conn.execute("SELECT version_num FROM alembic_version").fetchall()]
+
+
+@pytest.fixture(scope="session")
+def migrated_pg(pg_server: PgServer) -> Iterator[MigratedPg]:
+    """The session's app database, migrated (made on first use, dropped at the end)."""
+    database = MigratedPg(pg_server)
+    yield database
+    database.drop()
+
+
+@pytest.fixture
+def app_pg_url(migrated_pg: MigratedPg) -> str:
+    """SQLAlchemy URL of the session's app database, just as the migration left it."""
+    migrated_pg.reset()
+    return migrated_pg.url
 
 
 # ------------------------------------------------------- restartable (outage tests)
