@@ -25,6 +25,7 @@ from connectors.maildir.addresses import _scrub_value
 from connectors.maildir.store import rewrite_key
 from dsar.connector import Action, RetryableError, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
+from tests.connectors.erasing_together import erase_together
 
 ALICE = Subject({"email": {"alice@example.org"}})
 BOB = Subject({"email": {"bob@example.org"}})
@@ -703,23 +704,6 @@ def test_erasures_sharing_a_message_take_turns(
             resume.wait(10)
 
     monkeypatch.setattr(filestore, "crash_point", pausing)
-    errors: list[BaseException] = []
-
-    def erase(name: str) -> None:
-        try:
-            connector.erase(plans[name])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    alice = threading.Thread(target=erase, args=("alice",), name="alice")
-    alice.start()
-    assert paused.wait(10)
-    bob = threading.Thread(target=erase, args=("bob",), name="bob")
-    bob.start()
-    bob.join(0.5)  # without the store's lock Bob's erasure runs to its end meanwhile
-    resume.set()
-    alice.join(10)
-    bob.join(10)
-    assert not errors
+    assert not erase_together(connector, plans, paused, resume)
     assert list(connector.find(ALICE)) == [] and list(connector.find(BOB)) == []
     assert not [n for n, raw in file_bytes(path).items() if b"bob@example.org" in raw.lower()]

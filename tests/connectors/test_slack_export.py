@@ -15,6 +15,7 @@ from connectors import filestore, slack_export
 from connectors.slack_export import SlackExportConnector
 from dsar.connector import Action, ErasureResult, Stopped, Subject, stop_scope
 from dsar.testing import ConnectorContract
+from tests.connectors.erasing_together import erase_together
 
 ALICE = Subject({"email": {"alice@example.org"}})
 BOB = Subject({"email": {"bob@example.org"}})
@@ -322,24 +323,7 @@ def test_erasures_sharing_a_file_take_turns(root: Path, monkeypatch: pytest.Monk
         write_json(path, data)
 
     monkeypatch.setattr(slack_export, "write_json", pausing)
-    errors: list[BaseException] = []
-
-    def erase(name: str) -> None:
-        try:
-            connector.erase(plans[name])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    alice = threading.Thread(target=erase, args=("alice",), name="alice")
-    alice.start()
-    assert paused.wait(10)
-    bob = threading.Thread(target=erase, args=("bob",), name="bob")
-    bob.start()
-    bob.join(0.5)  # without the store's lock Bob's erasure runs to its end meanwhile
-    resume.set()
-    alice.join(10)
-    bob.join(10)
-    assert not errors
+    assert not erase_together(connector, plans, paused, resume)
     assert list(connector.find(ALICE)) == [] and list(connector.find(BOB)) == []
     # find cannot see messages whose author's profile is blanked: read the files
     authors = {m.get("user") for day in root.glob("*/*.json") for m in read(day)}
