@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
 
 from dsar import outbox
 from dsar.config import ConfigError, load_settings
 from dsar.database import utcnow
 from dsar.mail import Mailer, MailError
-from dsar.models import OutboxMail
-from dsar.runtime import Runtime
 from tests.support.app import SECRET
 from tests.support.smtp import (  # noqa: F401 - fixtures
     PASSWORD,
@@ -35,6 +32,7 @@ from tests.support.smtp import (  # noqa: F401 - fixtures
     make_smtp_server,
     smtp_certificates,
 )
+from tests.test_outbox import mails, rt_of
 
 ALICE = "alice.tls@example.org"
 WRONG = "wrong-password-4711"
@@ -78,16 +76,6 @@ def refused(mail: Mailer) -> MailError:
 def nothing_reached(server: SmtpServer) -> None:
     assert server.auth_commands == [] and server.logins == [], "credentials were sent"
     assert server.received == []
-
-
-def rt_of(app: Flask) -> Runtime:
-    rt: Runtime = app.extensions["dsar"]
-    return rt
-
-
-def mails(rt: Runtime) -> list[OutboxMail]:
-    with rt.transaction() as session:
-        return list(session.scalars(select(OutboxMail).order_by(OutboxMail.id)))
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
