@@ -31,9 +31,9 @@ from werkzeug.routing import Rule
 
 from tests.api.helpers import BASE
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
-#: examples per run: about 5 s here; DSAR_FUZZ_EXAMPLES=20000 for a longer hunt
+#: examples per run: about 5 s here per database; DSAR_FUZZ_EXAMPLES=20000 for a longer hunt
 EXAMPLES = int(os.environ.get("DSAR_FUZZ_EXAMPLES", "1000"))
 UNLIMITED = {f"RATE_LIMIT_{name}": "100000 per hour" for name in ("SUBMIT", "VERIFY", "RESEND")}
 FIELDS = ["kind", "email", "name", "message", "code", "phone", "customer_id", "csrf_token",
