@@ -58,10 +58,16 @@ def canonical(seq: int, occurred_at: datetime, actor: str, action: str,
     )
 
 
-def _event_hash(event: AuditEvent) -> str:
-    text = canonical(event.seq, event.occurred_at, event.actor, event.action,
-                     event.request_id, event.details, event.prev_hash)
+def _hash(seq: int, occurred_at: datetime, actor: str, action: str, request_id: str | None,
+          details: str, prev_hash: str) -> str:
+    """An event's hash: SHA-256 of its :func:`canonical` text."""
+    text = canonical(seq, occurred_at, actor, action, request_id, details, prev_hash)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _event_hash(event: AuditEvent) -> str:
+    return _hash(event.seq, event.occurred_at, event.actor, event.action, event.request_id,
+                 event.details, event.prev_hash)
 
 
 def _head_message(seq: int, head_hash: str) -> str:
@@ -139,9 +145,8 @@ def _append(session: Session, pending: list[_Pending]) -> None:
     seq, last, rows = head.seq, head.hash, []
     for entry in pending:
         seq, occurred_at = seq + 1, now_of(session)
-        text = canonical(seq, occurred_at, entry.actor, entry.action, entry.request_id,
-                         entry.details, last)
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = _hash(seq, occurred_at, entry.actor, entry.action, entry.request_id,
+                       entry.details, last)
         rows.append({"seq": seq, "occurred_at": occurred_at, "actor": entry.actor,
                      "action": entry.action, "request_id": entry.request_id,
                      "details": entry.details, "prev_hash": last, "hash": digest,
@@ -150,7 +155,8 @@ def _append(session: Session, pending: list[_Pending]) -> None:
     conn.execute(_ADD_EVENTS, rows)
     conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": last,
                               "new_mac": pending[0].crypto.audit_mac(_head_message(seq, last))})
-    for held in [o for o in session.identity_map.values() if isinstance(o, AuditHead)]:
+    held = session.identity_map.get(session.identity_key(AuditHead, HEAD_ID))
+    if held is not None:
         session.expire(held)  # an ORM copy of the head read earlier is stale now
 
 

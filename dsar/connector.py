@@ -430,12 +430,15 @@ class Connector(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
+    def redacted(self, text: str) -> str:
+        """``text`` with this instance's secrets and any URL's password masked."""
+        return redact_secrets(text, secret_values(self.config_schema, self.config))
+
     def described(self, error: BaseException) -> str:
         """``error`` as officers and the audit trail may read it: its text
-        (else its type's name) with this instance's secrets and any URL's
-        password masked (a driver's message may quote a connection URL)."""
-        text = str(error) or type(error).__name__
-        return redact_secrets(text, secret_values(self.config_schema, self.config))
+        (else its type's name), :meth:`redacted` (a driver's message may quote
+        a connection URL)."""
+        return self.redacted(str(error) or type(error).__name__)
 
     @classmethod
     def load_config(cls, raw: Mapping[str, Any]) -> dict[str, Any]:

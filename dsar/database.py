@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from .clock import system_now
 from .config import ConfigError
 
 NAMING = {
@@ -31,8 +32,9 @@ NAMING = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+#: the system's aware UTC time, for code outside a runtime (scripts, tests);
+#: dsar's own code reads the runtime's clock (:mod:`dsar.clock`)
+utcnow = system_now
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -4,14 +4,17 @@ clock is moved, never slept past."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from dsar.clock import MovableClock
-from dsar.models import ExportBundle
+from dsar.models import ExportBundle, Task
 from dsar.runtime import Runtime
+from dsar.workflow import export_step
+from dsar.workflow import requests as flow
 from dsar.workflow.downloads import availability
 
 RELEASED = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -49,3 +52,16 @@ def test_a_link_whose_file_is_gone_is_not_ready(rt: Runtime) -> None:
                           expires_at=RELEASED + timedelta(days=7))
     assert availability(rt, bundle).refusal == "download.not_ready"
     assert availability(rt, None).refusal == "download.not_ready"
+
+
+def test_the_release_starts_the_seven_days(rt: Runtime) -> None:
+    """The link's expiry is set when the bundle is released, by the runtime's clock."""
+    rt.clock = MovableClock(RELEASED)
+    result = {"file": "r.zip", "size": 3, "sha256": "0" * 64, "counts": {}}
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "access", {"email": ["a@example.org"]})
+        session.flush()
+        export_step.release(session, rt, request, Task(result=json.dumps(result)))
+        made = session.get(ExportBundle, request.id)
+        assert made is not None
+        assert (made.created_at, made.expires_at) == (RELEASED, RELEASED + timedelta(days=7))

@@ -2,8 +2,7 @@
 
 Nothing here prints a secret: a configuration is shown through
 :func:`dsar.connector.masked_config`, and every text that may quote one (a
-``check()`` message) goes through :func:`dsar.connector.redact_secrets` with
-the instance's secrets.
+``check()`` message) goes through :meth:`dsar.connector.Connector.redacted`.
 """
 
 from __future__ import annotations
@@ -15,13 +14,9 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from ..connector import Connector, masked_config, redact_secrets, secret_values
+from ..connector import masked_config
 from ..runtime import runtime
 from .base import connectors_or_fail, main
-
-
-def _without_secrets(connector: Connector, text: str) -> str:
-    return redact_secrets(text, secret_values(type(connector).config_schema, connector.config))
 
 # --- connectors -----------------------------------------------------------------------
 
@@ -45,7 +40,7 @@ def connectors_list(show_config: bool) -> None:
         click.echo(f"{name:<20} {type(connector).__name__:<24} {caps:<12} {kinds}")
         if show_config:
             shown = masked_config(type(connector).config_schema, connector.config)
-            click.echo("  " + _without_secrets(connector, json.dumps(shown, default=str)))
+            click.echo("  " + connector.redacted(json.dumps(shown, default=str)))
 
 
 @connectors.command("check")
@@ -59,7 +54,7 @@ def connectors_check() -> None:
     for name, connector in configured.items():
         try:
             result = connector.check()
-            ok, message = result.ok, _without_secrets(connector, result.message)
+            ok, message = result.ok, connector.redacted(result.message)
         except Exception as exc:  # check() must not raise; report it as not ok
             ok, message = False, f"check raised {type(exc).__name__}"
         failed += not ok

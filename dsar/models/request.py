@@ -7,6 +7,7 @@ Identifiers are kept encrypted (``value_ct``) and found through a keyed hash
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,6 +24,16 @@ from ..database import Base
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+#: what :func:`new_request_id` makes (32 lower-case hex digits)
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_request_id(value: str) -> bool:
+    """Could ``value`` be a request id? Anything else is never looked up (a
+    NUL, for one, is an error on PostgreSQL rather than a row not found)."""
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 class Request(Base):

@@ -122,7 +122,7 @@ class _Member:
                 try:
                     self._digest.update(chunk)
                     self._raw.write(chunk)
-                except BaseException as exc:
+                except BaseException as exc:  # raised again in the caller's thread
                     self._failure = exc
 
     def __enter__(self) -> _Member:

@@ -62,7 +62,7 @@ def _ensure_tasks(session: Session, request_id: str, names: list[str], step: Ste
 
 
 def after_discovery(session: Session, rt: Runtime, request_id: str,
-                    locked: Request | None = None) -> None:
+                    locked: Request | None = None, tasks: list[Task] | None = None) -> None:
     """Called when a discovery task ends. Until a fixed point is reached
     (every discoverer has seen every identifier), run another round; then
     create the work tasks, and rerun any that ran before the subject grew
@@ -70,7 +70,8 @@ def after_discovery(session: Session, rt: Runtime, request_id: str,
     request = locked or _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
         return
-    tasks = list(session.scalars(select(Task).where(Task.request_id == request_id)))
+    if tasks is None:
+        tasks = tasks_of(session, request_id)
     discovery = [t for t in tasks if t.step == Step.DISCOVER]
     if any(t.status in OPEN for t in discovery):
         return
@@ -104,7 +105,7 @@ def task_ended(session: Session, rt: Runtime, task: Task, owner: str | None = No
     ``locked``: the request, when the caller holds its row lock already;
     ``tasks``: all its tasks, when the caller read them (ordered by connector)."""
     if task.step == Step.DISCOVER:
-        after_discovery(session, rt, task.request_id, locked=locked)
+        after_discovery(session, rt, task.request_id, locked=locked, tasks=tasks)
         return None
     return finalise(session, rt, task.request_id, owner=owner, locked=locked, tasks=tasks)
 

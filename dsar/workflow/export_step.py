@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from .. import faults
 from ..models import ExportBundle, Request, Task
+from ..models.request import is_request_id
 from ..runtime import Runtime
 from . import bundle
 from .outcome import Outcome
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 _PARTS_NEEDED = (Status.PROCESSING.value, Status.PARTIALLY_FAILED.value)
 #: a ``.zip.partial`` older than this is a crashed build's leftover
 _STALE_PARTIAL_SECONDS = 3600.0
-_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -135,7 +134,7 @@ def sweep(rt: Runtime) -> int:
     if not export_dir.is_dir():
         return 0
     staged = {p.name: p for p in export_dir.iterdir()
-              if p.is_dir() and _REQUEST_ID.fullmatch(p.name) and (p / "parts").is_dir()}
+              if p.is_dir() and is_request_id(p.name) and (p / "parts").is_dir()}
     removed = 0
     if staged:
         with rt.transaction() as session:

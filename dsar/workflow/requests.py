@@ -105,7 +105,7 @@ def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int
     anew once they have succeeded."""
     if request.status != Status.PARTIALLY_FAILED.value:
         raise IllegalTransition(request.status, Status.PROCESSING.value)
-    tasks = list(session.scalars(select(Task).where(Task.request_id == request.id)))
+    tasks = engine.tasks_of(session, request.id)
     failed = [t for t in tasks if t.status == TaskStatus.FAILED]
     rerun = {name for t in failed if t.step == Step.BUNDLE
              for name in export_step.mismatched(t)}

@@ -133,9 +133,11 @@ def _job_of(session: Session, rt: Runtime, task: Task, request: Request | None =
     """What ``task`` needs to run; ``request`` and its ``tasks`` when the caller has them."""
     request = request or session.get(Request, task.request_id)
     assert request is not None  # noqa: S101 - foreign key
-    job = _Job(request.id, task.connector, task.step, subject_of(rt, request),
+    bundling = task.step == Step.BUNDLE  # the bundle reads the identifiers itself
+    job = _Job(request.id, task.connector, task.step,
+               Subject({}) if bundling else subject_of(rt, request),
                len(request.identifiers), task.reclaims)
-    if task.step == Step.BUNDLE:
+    if bundling:
         job.bundle = export_step.job_for(session, rt, request, tasks)
     return job
 

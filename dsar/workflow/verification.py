@@ -25,6 +25,7 @@ from .. import audit, outbox
 from ..connector import normalise_identifier
 from ..crypto import constant_time_equal
 from ..models import Request, Verification
+from ..models.request import is_request_id
 from ..runtime import Runtime
 from . import requests as flow
 from .states import Status, transition
@@ -167,7 +168,7 @@ def by_token(session: Session, rt: Runtime, request_id: str, token: str) -> Requ
     (the same answer for an unknown id and a wrong token)."""
     if not token or len(token) > 200:
         return None
-    request = session.get(Request, request_id) if len(request_id) <= 64 else None
+    request = session.get(Request, request_id) if is_request_id(request_id) else None
     expected = request.status_token_digest if request is not None else None
     if expected is None or not constant_time_equal(token_digest(rt, token), expected):
         return None
