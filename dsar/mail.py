@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import entropy
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,8 @@ class Mailer:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self.sender, to, subject
         message["Date"] = formatdate(None if date is None else date.timestamp(), usegmt=True)
-        message["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        domain = parseaddr(self.sender)[1].rpartition("@")[2] or socket.getfqdn()
+        message["Message-ID"] = f"<{entropy.hex_id()}@{domain}>"
         message.set_content(body)
         suffix = f" ({ref})" if ref else ""
         if self.target is not None:
@@ -131,7 +134,7 @@ class Mailer:
 
     def _write(self, message: EmailMessage) -> Path:
         self.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.outbox / f"{uuid.uuid4().hex}.eml"
+        path = self.outbox / f"{entropy.hex_id()}.eml"
         path.touch(mode=0o600)
         path.write_bytes(bytes(message))
         return path

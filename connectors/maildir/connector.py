@@ -127,7 +127,7 @@ class MaildirConnector(Connector):
         try:
             for folder in self._folders():
                 folder.clean_tmp()  # a crash's leftovers go before anything is read
-                for key in list(folder.files()):
+                for key in sorted(folder.files()):  # the same order on every file system
                     check_stop()
                     raw = folder.read(key)
                     if raw is None:  # removed meanwhile

@@ -8,7 +8,6 @@ Identifiers are kept encrypted (``value_ct``) and found through a keyed hash
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,12 +17,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 if TYPE_CHECKING:
     from .task import Task
 
+from .. import entropy
 from ..clock import column_now
 from ..database import Base
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return entropy.uuid4_hex()
 
 
 #: what :func:`new_request_id` makes (32 lower-case hex digits)

@@ -34,11 +34,10 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +86,8 @@ class _Member:
     for a member that may pass 2 GiB."""
 
     def __init__(self, zf: zipfile.ZipFile, name: str, compression: Compression,
-                 size_hint: int) -> None:
-        info = _entry(name, compression)
+                 size_hint: int, stamp: datetime) -> None:
+        info = _entry(name, compression, stamp)
         info.file_size = size_hint
         self.name, self.size = name, 0
         self._raw = zf.open(info, "w")
@@ -148,9 +147,10 @@ def build(export_dir: Path, request: Request, parts: Mapping[str, str],
     before the release is committed builds again from them. Rebuilding
     replaces the file; a missing part counts as no records. ``compression``
     is one of :data:`COMPRESSIONS` (``ValueError`` otherwise); ``now``: the
-    manifest's time (default: the system's).
+    manifest's time and every member's (default: the system's).
     """
     chosen = _compression(compression)
+    stamp = now or system_now()
     staged = parts_dir(export_dir, request.id)
     target = export_dir / f"{request.id}.zip"
     tmp = target.with_suffix(".zip.partial")
@@ -164,14 +164,14 @@ def build(export_dir: Path, request: Request, parts: Mapping[str, str],
         with zipfile.ZipFile(tmp, "w", compression=chosen[0], compresslevel=chosen[1]) as zf:
             for name in sorted(parts):
                 counts[name] = _write_connector(zf, name, staged / parts[name], scratch,
-                                                files, chosen)
-            manifest = {"format": FORMAT, "generated_at": (now or system_now()).isoformat(),
+                                                files, chosen, stamp)
+            manifest = {"format": FORMAT, "generated_at": stamp.isoformat(),
                         "request": {"id": request.id, "kind": request.kind,
                                     "received_at": request.received_at.isoformat()},
                         "identifiers": identifiers,
                         "connectors": [{"name": n, "records": counts[n]} for n in sorted(counts)],
                         "files": files}
-            zf.writestr(_entry("manifest.json", chosen),
+            zf.writestr(_entry("manifest.json", chosen, stamp),
                         json.dumps(manifest, indent=2, ensure_ascii=False))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -189,7 +189,8 @@ def _compression(name: str) -> Compression:
 
 
 def _write_connector(zf: zipfile.ZipFile, connector: str, part: Path, scratch: Path,
-                     files: list[dict[str, Any]], compression: Compression) -> int:
+                     files: list[dict[str, Any]], compression: Compression,
+                     stamp: datetime) -> int:
     """``<connector>.json`` and its CSV tables from one read of each part file:
     the JSON goes straight into the zip, the CSV rows to a scratch file per
     collection, copied in once the JSON member is closed (zipfile writes one
@@ -200,7 +201,7 @@ def _write_connector(zf: zipfile.ZipFile, connector: str, part: Path, scratch: P
     count = 0
     # the member is the lines, 4 bytes more each (lines are at least 60 bytes long)
     hint = int(sum(s.stat().st_size for s in sources) * 1.1) + 4096
-    with _Member(zf, f"{folder}.json", compression, hint) as out:
+    with _Member(zf, f"{folder}.json", compression, hint, stamp) as out:
         out.write(b'{"connector": ' + json.dumps(connector, ensure_ascii=False).encode()
                   + b', "records": [')
         for source in sources:
@@ -210,7 +211,7 @@ def _write_connector(zf: zipfile.ZipFile, connector: str, part: Path, scratch: P
         out.write(b"\n]}\n")
     files.append(out.entry())
     for member, table in tables:
-        files.append(_copy_member(zf, member, table, compression))
+        files.append(_copy_member(zf, member, table, compression, stamp))
         table.unlink()
     return count
 
@@ -254,18 +255,19 @@ def _columns(source: Path) -> tuple[list[str], bool]:
 
 
 def _copy_member(zf: zipfile.ZipFile, member: str, table: Path,
-                 compression: Compression) -> dict[str, Any]:
-    with _Member(zf, member, compression, table.stat().st_size) as out, \
+                 compression: Compression, stamp: datetime) -> dict[str, Any]:
+    with _Member(zf, member, compression, table.stat().st_size, stamp) as out, \
             table.open("rb") as source:
         while chunk := source.read(_CHUNK):
             out.write(chunk)
     return out.entry()
 
 
-def _entry(name: str, compression: Compression) -> zipfile.ZipInfo:
-    """A member stamped with the current time (not 1980), compressed as chosen."""
+def _entry(name: str, compression: Compression, stamp: datetime) -> zipfile.ZipInfo:
+    """A member stamped with the bundle's time in UTC (the request's clock, as
+    the manifest's ``generated_at``; not 1980), compressed as chosen."""
     method, level = compression
-    info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+    info = zipfile.ZipInfo(name, date_time=stamp.astimezone(UTC).timetuple()[:6])
     info.compress_type = method
     # ZipFile.open takes the level from the ZipInfo alone (a public field from 3.13)
     setattr(info, "compress_level" if sys.version_info >= (3, 13) else "_compresslevel", level)

@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .. import audit, faults
+from .. import audit, entropy, faults
 from ..connector import (
     Connector,
     PermanentError,
@@ -187,7 +186,7 @@ def _discover(connector: Connector, subject: Subject) -> Outcome:
 
 def _export(rt: Runtime, request_id: str, connector: Connector, subject: Subject) -> Outcome:
     writer = PartWriter(Path(rt.settings["EXPORT_DIR"]), request_id, connector.name,
-                        run=uuid.uuid4().hex[:12])
+                        run=entropy.hex_id(6))
     try:
         categories: Counter[str] = Counter()
         for record in connector.find(subject):

@@ -15,13 +15,12 @@ delays the code, never the request.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from .. import audit, outbox
+from .. import audit, entropy, outbox
 from ..connector import normalise_identifier
 from ..crypto import constant_time_equal
 from ..models import Request, Verification
@@ -69,7 +68,7 @@ class Started:
 
 
 def new_code() -> str:
-    return f"{secrets.randbelow(1_000_000):06d}"
+    return entropy.numeric_code(6)
 
 
 def _code_digest(rt: Runtime, request_id: str, code: str) -> str:
@@ -85,7 +84,7 @@ def start(session: Session, rt: Runtime, texts: dict[str, str], request: Request
     """Give a received request its status token and queue the first code
     (sent by the workers: :mod:`dsar.outbox`) to ``email``, or to the
     request's first address when not given."""
-    token = secrets.token_urlsafe(32)
+    token = entropy.token_urlsafe(32)
     request.status_token_digest = token_digest(rt, token)
     transition(session, rt.crypto, request, Status.VERIFYING, actor="system")
     session.flush()  # a new request is written once, in this state, before rows naming it
