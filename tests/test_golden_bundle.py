@@ -21,31 +21,18 @@ from click.testing import Result
 from flask import Flask
 from syrupy.assertion import SnapshotAssertion
 
-from dsar.demo import DemoInfo, customers_of, seed
+from dsar.demo import DemoInfo, customers_of
 from dsar.runtime import Runtime
-from tests.support.golden import frozen, golden  # noqa: F401
+from tests.support.golden import demo_stores, frozen, golden  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 CUSTOMER = customers_of(3)[1]  # in all three stores, and Cc'd on another's mail
 
 
-def stable_maildir_names(root: Path) -> None:
-    """The demo's Maildir file names (the stdlib's: time, pid, host name)
-    replaced by a digest of each message, the flags kept: the message's key
-    reaches the bundle, so it must be the same on every run."""
-    for sub in sorted(p for p in root.rglob("*") if p.name in ("cur", "new")):
-        for path in sorted(sub.iterdir()):
-            key, colon, flags = path.name.partition(":")
-            stable = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-            path.rename(path.with_name(f"{stable}.demo{colon}{flags}"))
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> DemoInfo:
-    info = seed(tmp_path / "instance", customers=3)
-    stable_maildir_names(info.mail)
-    return info
+    return demo_stores(tmp_path / "instance")
 
 
 def test_the_export_bundle_of_a_demo_customer(make_app: Callable[..., Flask], demo: DemoInfo,

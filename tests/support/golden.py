@@ -15,8 +15,10 @@ ids, tokens and codes from a seeded generator.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from dsar.clock import MovableClock
+from dsar.demo import DemoInfo, seed
 
 #: the instant every golden test starts at (a Monday morning, not a month end)
 FROZEN = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -60,3 +63,17 @@ def frozen(rt: Any) -> MovableClock:
     """Freeze ``rt``'s clock at :data:`FROZEN`; returns it, to move on."""
     clock = rt.clock = MovableClock(FROZEN)
     return clock
+
+
+def demo_stores(instance: Path, customers: int = 3) -> DemoInfo:
+    """The demo stores (``dsar demo``) with Maildir file names that are the
+    same on every run: the stdlib's (time, pid, host name) replaced by a
+    digest of each message, its flags kept. A message's key reaches the
+    bundle and the audit trail."""
+    info = seed(instance, customers=customers)
+    for sub in sorted(p for p in info.mail.rglob("*") if p.name in ("cur", "new")):
+        for path in sorted(sub.iterdir()):
+            _key, colon, flags = path.name.partition(":")
+            stable = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+            path.rename(path.with_name(f"{stable}.demo{colon}{flags}"))
+    return info
