@@ -3,7 +3,9 @@
 Every rule that depends on time (deadlines, code and link lifetimes, leases,
 retries, expiry, the audit trail's timestamps, the models' defaults) reads
 ``rt.now()``: the system's aware UTC time, unless a test swapped in a
-:class:`MovableClock` and moves it instead of sleeping.
+:class:`MovableClock` and moves it instead of sleeping. Durations measured
+while work runs (a lease's heartbeat, ``TASK_MAX_SECONDS``) read
+``rt.clock.monotonic()``, which moves with it.
 
 Sessions and connections of a runtime carry its clock (``now_of(session)``,
 and the column defaults through the connection), for code that has a session
@@ -12,6 +14,7 @@ but no runtime.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +35,11 @@ class Clock:
     def now(self) -> datetime:
         return system_now()
 
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back: for durations
+        (a lease's heartbeat, a task's maximum run), not for dates."""
+        return time.monotonic()
+
 
 class MovableClock(Clock):
     """A clock a test moves: the system's time (or ``start``, frozen) plus
@@ -45,6 +53,11 @@ class MovableClock(Clock):
 
     def now(self) -> datetime:
         return (self._start or system_now()) + self._offset
+
+    def monotonic(self) -> float:
+        """Moves with :meth:`now`: frozen with it, advanced with it."""
+        ticking = 0.0 if self._start is not None else time.monotonic()
+        return ticking + self._offset.total_seconds()
 
     def advance(self, delta: timedelta | None = None, **parts: float) -> datetime:
         """Move on by ``delta`` (or ``timedelta(**parts)``); returns the new now."""

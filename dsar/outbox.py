@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from .database import is_unavailable
 from .mail import MailError
-from .models import OutboxMail
+from .models import MailStatus, OutboxMail
 from .runtime import Runtime
 from .workflow.retry import backoff
 
@@ -67,7 +67,7 @@ def enqueue(session: Session, rt: Runtime, to: str, subject: str, body: str, *, 
     it in logs, ``request_id`` ties it to its request. Marks the session
     (``session.info["dsar_mail"]``) so the commit can wake a worker."""
     crypto = rt.crypto
-    mail = OutboxMail(kind=kind, request_id=request_id, status="pending", attempts=0,
+    mail = OutboxMail(kind=kind, request_id=request_id, status=MailStatus.PENDING, attempts=0,
                       recipient_ct=crypto.encrypt_text(to, _CONTEXT + "recipient"),
                       subject_ct=crypto.encrypt_text(subject, _CONTEXT + "subject"),
                       body_ct=crypto.encrypt_text(body, _CONTEXT + "body"))
@@ -122,7 +122,7 @@ def _claim(rt: Runtime, owner: str, limit: int, now: datetime) -> list[_Claimed]
     with rt.transaction() as session:
         mails = session.scalars(
             select(OutboxMail)
-            .where(OutboxMail.status == "pending", OutboxMail.not_before <= now,
+            .where(OutboxMail.status == MailStatus.PENDING, OutboxMail.not_before <= now,
                    or_(OutboxMail.lease_expires_at.is_(None),
                        OutboxMail.lease_expires_at < now))
             .order_by(OutboxMail.not_before, OutboxMail.id).limit(limit)
@@ -131,7 +131,7 @@ def _claim(rt: Runtime, owner: str, limit: int, now: datetime) -> list[_Claimed]
         for mail in mails:
             mail.attempts += 1
             if mail.recipient_ct is None or mail.subject_ct is None or mail.body_ct is None:
-                mail.status, mail.last_error = "failed", "no content"  # edited by hand?
+                mail.status, mail.last_error = MailStatus.FAILED, "no content"  # edited by hand?
                 log.error("mail %s (%s) is pending without its content; failed", mail.id,
                           mail.kind)
                 continue
@@ -153,7 +153,7 @@ def _send(rt: Runtime, mail: _Claimed) -> None:
 
 def _ours(mail_id: int, owner: str) -> Update:
     return update(OutboxMail).where(OutboxMail.id == mail_id, OutboxMail.lease_owner == owner,
-                                    OutboxMail.status == "pending")
+                                    OutboxMail.status == MailStatus.PENDING)
 
 
 _CLEARED = {"recipient_ct": None, "subject_ct": None, "body_ct": None,
@@ -184,7 +184,7 @@ def _sent(rt: Runtime, owner: str, mail: _Claimed, now: datetime) -> int:
     def record() -> int:
         with rt.transaction() as session:
             done = session.execute(_ours(mail.id, owner).values(
-                status="sent", sent_at=now, last_error=None, **_CLEARED))
+                status=MailStatus.SENT, sent_at=now, last_error=None, **_CLEARED))
         return int(done.rowcount)  # type: ignore[attr-defined]
 
     if _patiently(mail, record) != 1:
@@ -201,7 +201,7 @@ def _failed(rt: Runtime, owner: str, mail: _Claimed, exc: MailError, now: dateti
     error = exc.reason[:200]
     if exc.permanent or now >= give_up_at:
         with rt.transaction() as session:
-            session.execute(_ours(mail.id, owner).values(status="failed", last_error=error,
+            session.execute(_ours(mail.id, owner).values(status=MailStatus.FAILED, last_error=error,
                                                          **_CLEARED))
         log.warning("mail %s (%s) failed after %d attempts, not sent: %s", mail.id,
                     mail.kind, mail.attempts, error)

@@ -61,3 +61,15 @@ def test_a_lease_is_taken_over_when_the_clock_passes_it(rt: Runtime) -> None:
     with rt.transaction() as session:
         task = session.scalars(select(Task)).one()
         assert (task.lease_owner, task.reclaims, task.not_before) == ("w:second", 1, RECEIVED)
+
+
+def test_durations_move_with_the_clock() -> None:
+    frozen = MovableClock(RECEIVED)
+    before = frozen.monotonic()
+    assert frozen.monotonic() == before  # frozen: no time passes by itself
+    frozen.advance(seconds=90)
+    assert frozen.monotonic() - before == 90
+    ticking = MovableClock()
+    start = ticking.monotonic()
+    ticking.advance(minutes=1)
+    assert 60 <= ticking.monotonic() - start < 70

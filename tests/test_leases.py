@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,10 +16,13 @@ from flask import Flask
 from sqlalchemy import update
 
 from dsar import migrate
+from dsar.clock import MovableClock
+from dsar.connector import stop_requested
 from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
 from dsar.models import Task
 from dsar.runtime import Runtime
+from dsar.workflow import lease
 from tests.support.engine_connectors import Script
 from tests.support.workers import wait_for
 from tests.test_engine import ALICE, events, status, submit, tasks_of, two_stores
@@ -31,9 +34,52 @@ def crm_task(rt: Runtime, request_id: str) -> Task:
     return next(t for t in tasks_of(rt, request_id) if t.connector == "crm")
 
 
-def slow_crm(scripts: dict[str, Script], records: int, pause: float) -> None:
-    scripts["crm"].seed(ALICE, records)
-    scripts["crm"].erase_pause = pause
+class LeaseClock:
+    """The runtime's clock, frozen, and moved by the crm store's erase call:
+    each record takes one lease of the clock's time, half a lease at a time.
+    After each half the call waits (bounded, in real time) until the
+    heartbeat has acted on the new time: renewed the lease for it, found it
+    taken (the call's stop token is set), or failed the task past its maximum.
+
+    ``before_record(n)`` runs before the ``n``-th record (1-based), e.g. a
+    thief; once the task is not ours, records wait for ``resume`` (set by
+    the test) so the test sees the task's state while the call still runs."""
+
+    def __init__(self, rt: Runtime, scripts: dict[str, Script], request_id: str,
+                 before_record: Callable[[int], None] | None = None) -> None:
+        self.rt, self.request_id = rt, request_id
+        self.clock = rt.clock = MovableClock(utcnow())  # frozen from now on
+        self.half = timedelta(seconds=lease.lease_seconds(rt) / 2)
+        self.before_record = before_record
+        self.records = 0
+        self.resume = threading.Event()
+        scripts["crm"].erase_tick = self.tick
+
+    def tick(self) -> None:
+        self.records += 1
+        if self.before_record is not None:
+            self.before_record(self.records)
+        for _ in range(2):
+            now = self.clock.advance(self.half)
+            wait_for(lambda now=now: self._heartbeat_saw(now), 10)  # type: ignore[misc]
+        if not self._ours():
+            assert self.resume.wait(10)
+
+    def _ours(self) -> bool:
+        task = crm_task(self.rt, self.request_id)
+        return task.status == "running" and task.lease_owner != "thief:worker"
+
+    def _heartbeat_saw(self, now: datetime) -> bool:
+        task = crm_task(self.rt, self.request_id)
+        expires = task.lease_expires_at
+        taken = task.lease_owner == "thief:worker"
+        renewed = not taken and expires is not None and aware(expires) >= now + 2 * self.half
+        lost = taken and stop_requested()
+        return renewed or lost or task.status != "running"
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def test_a_connector_call_longer_than_the_lease_keeps_it(
@@ -41,8 +87,10 @@ def test_a_connector_call_longer_than_the_lease_keeps_it(
     """One erase call lasting four leases, with a second executor polling all
     along: nobody takes the task over, it is erased once, counted right."""
     rt = make_app(two_stores(scripts), **LONG_ERASE).extensions["dsar"]
-    slow_crm(scripts, 4, 0.4)
+    scripts["crm"].seed(ALICE, 4)
     request_id = submit(rt, "erasure")
+    moved = LeaseClock(rt, scripts, request_id)
+    moved.resume.set()
     first = InProcessExecutor(rt, 1, poll_seconds=0.05).start()
     second = InProcessExecutor(rt, 2, poll_seconds=0.05).start()
     try:
@@ -52,64 +100,56 @@ def test_a_connector_call_longer_than_the_lease_keeps_it(
         second.stop()
     assert status(rt, request_id) == "completed"
     assert scripts["crm"].calls.count("erase") == 1
+    assert moved.records == 4  # four leases of the clock's time went by in the call
     assert all("reclaims" not in e for e in events(rt, request_id, "task.succeeded"))
     crm = [e for e in events(rt, request_id, "task.succeeded") if e["records"] == 4]
     assert crm and crm[0]["result"]["deleted"] == 4
 
 
-def steal_when(rt: Runtime, request_id: str, ready: Callable[[], bool]) -> threading.Thread:
-    """Another worker takes the crm task over once ``ready()`` (as if ours had
-    been cut off from the database past its lease)."""
-
-    def thief() -> None:
-        deadline = time.monotonic() + 20
-        while not ready() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with rt.transaction() as session:
-            session.execute(update(Task).where(Task.request_id == request_id,
-                                               Task.connector == "crm")
-                            .values(lease_owner="thief:worker",
-                                    lease_expires_at=utcnow() + timedelta(minutes=10)))
-
-    thread = threading.Thread(target=thief, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_a_lost_lease_stops_the_connector_and_records_what_it_did(
         make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
     rt = make_app(two_stores(scripts), **LONG_ERASE).extensions["dsar"]
-    slow_crm(scripts, 8, 0.2)
+    scripts["crm"].seed(ALICE, 8)
     request_id = submit(rt, "erasure")
-    thief = steal_when(rt, request_id, lambda: len(scripts["crm"].erased_keys) >= 2)
-    with InProcessExecutor(rt, 1, poll_seconds=0.05) as executor:
-        executor.wait_until_idle(1.0)
-        thief.join(20)
-        deadline = time.monotonic() + 10
-        while not events(rt, request_id, "task.result_discarded"):
-            assert time.monotonic() < deadline, "the lost run was never recorded"
-            time.sleep(0.05)
-    erased = len(scripts["crm"].erased_keys)
-    assert 2 <= erased < 8, "the connector did not stop when its lease was lost"
+
+    def thief(record: int) -> None:
+        """Before the third record another worker takes the task over (as if
+        ours had been cut off from the database past its lease)."""
+        if record == 3:
+            with rt.transaction() as session:
+                session.execute(update(Task).where(Task.request_id == request_id,
+                                                   Task.connector == "crm")
+                                .values(lease_owner="thief:worker",
+                                        lease_expires_at=rt.now() + timedelta(minutes=10)))
+
+    LeaseClock(rt, scripts, request_id, before_record=thief).resume.set()
+    with InProcessExecutor(rt, 1, poll_seconds=0.05):
+        wait_for(lambda: events(rt, request_id, "task.result_discarded"), 20)
+    # the third record was under way when the heartbeat found the lease gone;
+    # the call stopped at the next record
+    assert len(scripts["crm"].erased_keys) == 3
     discarded = events(rt, request_id, "task.result_discarded")
-    assert [d["result"]["deleted"] for d in discarded] == [erased]
+    assert [d["result"]["deleted"] for d in discarded] == [3]
     assert crm_task(rt, request_id).lease_owner == "thief:worker"
 
 
 def test_an_overdue_task_is_stopped_and_fails_for_an_officer(
         make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    """TASK_MAX_SECONDS is 1.5 leases: the heartbeat that sees the clock past
+    it (during the second record) asks the call to stop; it stops before the
+    third, and the task fails with what it erased."""
     rt = make_app(two_stores(scripts), TASK_MAX_SECONDS=0.6, **LONG_ERASE).extensions["dsar"]
-    slow_crm(scripts, 10, 0.2)
+    scripts["crm"].seed(ALICE, 10)
     request_id = submit(rt, "erasure")
+    LeaseClock(rt, scripts, request_id).resume.set()
     with InProcessExecutor(rt, 2, poll_seconds=0.05) as executor:
         assert executor.wait_until_idle(20)
     assert status(rt, request_id) == "partially_failed"
     crm = crm_task(rt, request_id)
     assert crm.status == "failed" and "TASK_MAX_SECONDS" in (crm.last_error or "")
-    erased = len(scripts["crm"].erased_keys)
-    assert 0 < erased < 10
+    assert len(scripts["crm"].erased_keys) == 2
     failed = events(rt, request_id, "task.failed")
-    assert [f["result"]["deleted"] for f in failed] == [erased]
+    assert [f["result"]["deleted"] for f in failed] == [2]
 
 
 def test_an_overdue_task_that_ignores_the_stop_fails_anyway(
@@ -117,18 +157,18 @@ def test_an_overdue_task_that_ignores_the_stop_fails_anyway(
     """The call never stops: a lease after the maximum the heartbeat fails the
     task itself; the late result is recorded as discarded, with its counts."""
     rt = make_app(two_stores(scripts), TASK_MAX_SECONDS=0.5, **LONG_ERASE).extensions["dsar"]
-    slow_crm(scripts, 10, 0.25)
+    scripts["crm"].seed(ALICE, 10)
     scripts["crm"].ignore_stop = True
     request_id = submit(rt, "erasure")
+    moved = LeaseClock(rt, scripts, request_id)
     with InProcessExecutor(rt, 2, poll_seconds=0.05):
-        deadline = time.monotonic() + 20
-        while status(rt, request_id) == "processing":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert len(scripts["crm"].erased_keys) < 10  # failed while the call still ran
-        while not events(rt, request_id, "task.result_discarded"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: status(rt, request_id) != "processing", 20)
+        # past 0.5 s at the second record's first half, failed a lease later (the
+        # third record's first half) while the call still runs
+        assert crm_task(rt, request_id).status == "failed"
+        assert len(scripts["crm"].erased_keys) == 2 and moved.records == 3
+        moved.resume.set()
+        wait_for(lambda: events(rt, request_id, "task.result_discarded"), 20)
     assert status(rt, request_id) == "partially_failed"
     assert "did not stop" in (crm_task(rt, request_id).last_error or "")
     assert events(rt, request_id, "task.result_discarded")[0]["result"]["deleted"] == 10

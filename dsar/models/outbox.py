@@ -10,6 +10,7 @@ deliverer holds a mail under a short lease (``lease_owner``,
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String
@@ -17,6 +18,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import column_now
 from ..database import Base
+
+
+class MailStatus(enum.StrEnum):
+    #: waiting for its time, or being sent under a deliverer's lease
+    PENDING = "pending"
+    SENT = "sent"
+    #: given up (past the mail window, or refused for good): an operator's to look at
+    FAILED = "failed"
 
 
 class OutboxMail(Base):
@@ -30,8 +39,8 @@ class OutboxMail(Base):
     #: the request it is about, if any (no personal data)
     request_id: Mapped[str | None] = mapped_column(
         ForeignKey("requests.id", ondelete="CASCADE"), index=True)
-    #: ``pending`` (waiting or being sent), ``sent`` or ``failed``
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    #: a :class:`MailStatus`
+    status: Mapped[str] = mapped_column(String(10), default=MailStatus.PENDING)
     recipient_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     subject_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     body_ct: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -165,7 +164,7 @@ class Heartbeat:
         #: set by the worker's process when it stops: the call is asked to stop too
         self.shutdown = shutdown or threading.Event()
         self._done = threading.Event()
-        self._started = self._renewed = time.monotonic()
+        self._started = self._renewed = self.rt.clock.monotonic()
         self._down_since: float | None = None
         self._thread = threading.Thread(target=self._beat, daemon=True,
                                         name=f"dsar-heartbeat-{task_id}")
@@ -197,16 +196,16 @@ class Heartbeat:
                 self._renewal_failed(exc)
             else:
                 self._down_since = None
-                self._renewed = time.monotonic()
+                self._renewed = self.rt.clock.monotonic()
 
     def _due(self) -> bool:
         """Renew every ``interval``; the loop itself wakes more often, to pass
         a shutdown on to the call without delay."""
-        return time.monotonic() - self._renewed >= self.interval
+        return self.rt.clock.monotonic() - self._renewed >= self.interval
 
     def _past_deadline(self) -> bool:
         """Ask the call to stop past the maximum; give up on it a lease later."""
-        running = time.monotonic() - self._started
+        running = self.rt.clock.monotonic() - self._started
         if running <= self.max_seconds:
             return False
         if not self.overdue:
@@ -224,6 +223,6 @@ class Heartbeat:
     def _renewal_failed(self, exc: Exception) -> None:
         """One line per outage, not one per beat; the lease may run out meanwhile."""
         if self._down_since is None:
-            self._down_since = time.monotonic()
+            self._down_since = self.rt.clock.monotonic()
             what = "app database unavailable" if is_unavailable(exc) else type(exc).__name__
             log.warning("task %s: lease not renewed (%s); retrying", self.task_id, what)

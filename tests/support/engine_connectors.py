@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from marshmallow import Schema, fields
@@ -50,9 +50,11 @@ class Script:
         self.lock = threading.Lock()
         #: identity expansion: identifier value -> further identifiers it links to
         self.links: dict[str, dict[str, set[str]]] = {}
-        #: erase: seconds spent on each record (a long call), and whether the
+        #: erase: seconds spent on each record (a long call), or what happens
+        #: instead on each record (a test moving the clock), and whether the
         #: connector ignores the engine's stop token
         self.erase_pause = 0.0
+        self.erase_tick: Callable[[], None] | None = None
         self.ignore_stop = False
         self.erased_keys: list[str] = []
 
@@ -117,7 +119,10 @@ class ScriptedConnector(Connector):
         for key in sorted(doomed - spared):  # one record at a time, like a real store
             if not script.ignore_stop:
                 check_stop(done=ErasureResult(deleted=deleted))
-            time.sleep(script.erase_pause)
+            if script.erase_tick is not None:
+                script.erase_tick()
+            else:
+                time.sleep(script.erase_pause)
             for email, records in script.records.items():
                 if any(r.key == key for r in records):
                     script.records[email] = [r for r in records if r.key != key]
