@@ -78,7 +78,9 @@ def handle_http_error(exc: HTTPException) -> Response:
     code, key = HTTP_ERRORS.get(status, ("", "api.http_error"))
     code = code or (exc.name or "error").lower().replace(" ", "_").replace("'", "")
     message = text(key, name=exc.name, method=request.method)
-    headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow",)}
+    # Allow in one order (werkzeug joins a set: its order changes between processes)
+    headers = {k: ", ".join(sorted(v.split(", "))) for k, v in exc.get_headers()
+               if k.lower() == "allow"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dsar"'
     return error_response(ApiError(status, code, message, headers=headers))
