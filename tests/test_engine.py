@@ -6,19 +6,20 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from dsar.clock import Clock
+from dsar.clock import Clock, MovableClock
 from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, Task
 from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
+from dsar.workflow.task_states import TaskStatus
 from tests.support.engine_connectors import Script
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -69,6 +70,34 @@ def events(rt: Runtime, request_id: str, action: str) -> list[dict[str, Any]]:
 def process(rt: Runtime, workers: int = 2, timeout: float = 30) -> None:
     with InProcessExecutor(rt, workers, poll_seconds=0.05) as executor:
         assert executor.wait_until_idle(timeout)
+
+
+def process_on_the_clock(rt: Runtime, workers: int = 2, timeout: float = 30) -> MovableClock:
+    """Like :func:`process`, on a clock frozen at the start: whenever nothing
+    runs and nothing is due, the clock moves on to the next waiting task's
+    time (a retry) instead of anyone waiting for it. Returns the clock."""
+    clock = rt.clock = MovableClock(utcnow())
+    deadline = time.monotonic() + timeout
+    with InProcessExecutor(rt, workers, poll_seconds=0.02) as executor:
+        while (due := next_due(rt)) is not None:
+            assert time.monotonic() < deadline, f"not done within {timeout} s"
+            if due > clock.now():
+                clock.advance(due - clock.now())
+            time.sleep(0.01)
+        assert executor.wait_until_idle(max(deadline - time.monotonic(), 0.1))
+    return clock
+
+
+def next_due(rt: Runtime) -> datetime | None:
+    """When the next pending task is due, while none runs (now, if one does);
+    ``None`` when no task is left to run. One statement: one snapshot."""
+    with rt.transaction() as session:
+        left = session.execute(select(Task.status, Task.not_before).where(
+            Task.status.in_([TaskStatus.PENDING, TaskStatus.RUNNING]))).all()
+    if any(status == TaskStatus.RUNNING for status, _ in left):
+        return rt.now()
+    due = min((at for _, at in left), default=None)
+    return None if due is None else due if due.tzinfo else due.replace(tzinfo=UTC)
 
 
 def test_access_fans_out_and_completes(make_app: Callable[..., Flask],
@@ -210,15 +239,19 @@ def test_retries_back_off_exponentially(make_app: Callable[..., Flask],
 def test_retryable_errors_give_up_after_the_retry_window(make_app: Callable[..., Flask],
                                                          scripts: dict[str, Script],
                                                          cli: Callable[..., Any]) -> None:
-    app = make_app(two_stores(scripts), TASK_RETRY_WINDOW_HOURS=0.5 / 3600,
-                   TASK_RETRY_MAX_DELAY_SECONDS=0.1)
+    """A store down for the whole hour of the window (the default first delay
+    and cap: 5 s doubling to 5 minutes): the clock is moved to each retry."""
+    app = make_app(two_stores(scripts), TASK_RETRY_WINDOW_HOURS=1.0, TASK_RETRY_SECONDS=5.0)
     rt = app.extensions["dsar"]
     scripts["crm"].fail_times = 10_000  # down for longer than the window
     request_id = submit(rt)
-    process(rt)
+    started = utcnow()
+    clock = process_on_the_clock(rt)
     assert status(rt, request_id) == "partially_failed"
     crm = tasks_of(rt, request_id)[0]
-    assert crm.status == "failed" and crm.attempts > 2
+    assert crm.status == "failed" and crm.attempts > 10
+    # the last try fell within the hour, and the next (at most 5 minutes on) would not
+    assert timedelta(minutes=55) < clock.now() - started <= timedelta(hours=1)
     assert "store unavailable" in (crm.last_error or "") and "gave up" in (crm.last_error or "")
     scripts["crm"].fail_times = 0
     # an officer retries: the store is back
