@@ -8,13 +8,13 @@ import json
 import signal
 import subprocess
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from dsar.clock import Clock, MovableClock
 from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, WorkerRole
@@ -43,13 +43,17 @@ def test_a_commit_in_another_process_wakes_the_workers_at_once(
 def test_housekeeping_runs_in_one_process_and_passes_on(
         make_app: Callable[..., Flask]) -> None:
     rt = make_app(None, TASK_LEASE_SECONDS=0.5).extensions["dsar"]
-    assert lease.hold_role(rt, "housekeeping", "a:housekeeper", 1.0)
-    assert not lease.hold_role(rt, "housekeeping", "b:housekeeper", 1.0)
-    assert lease.hold_role(rt, "housekeeping", "a:housekeeper", 1.0)  # renewed
-    with rt.transaction() as session:  # a died: the clock moves past its lease
-        session.execute(update(WorkerRole).values(expires_at=utcnow() - timedelta(seconds=1)))
-    assert lease.hold_role(rt, "housekeeping", "b:housekeeper", 1.0)
+    clock = rt.clock = MovableClock(utcnow())
+    assert lease.hold_role(rt, "housekeeping", "a:housekeeper", 60.0)
+    assert not lease.hold_role(rt, "housekeeping", "b:housekeeper", 60.0)
+    clock.advance(seconds=59)
+    assert lease.hold_role(rt, "housekeeping", "a:housekeeper", 60.0)  # renewed
+    clock.advance(seconds=60)
+    assert not lease.hold_role(rt, "housekeeping", "b:housekeeper", 60.0)  # to the instant
+    clock.advance(seconds=1)  # a died: the clock moves past its hold
+    assert lease.hold_role(rt, "housekeeping", "b:housekeeper", 60.0)
     lease.drop_role(rt, "housekeeping", "b:housekeeper")
+    rt.clock = Clock()
     with InProcessExecutor(rt, 1, poll_seconds=0.05) as first, \
             InProcessExecutor(rt, 1, poll_seconds=0.05) as second:
         def holder() -> str | None:
