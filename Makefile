@@ -59,6 +59,14 @@ pytest: $(STAMP)
 	@echo "==> pytest $(PYTEST_ARGS)"
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Golden files (README, Tests): write tests/__snapshots__ again from what the code renders
+# now, after a deliberate change of an output; read `git diff tests/__snapshots__` first.
+.PHONY: golden
+golden: $(STAMP)
+	@scripts/ensure-test-deps.sh postgresql
+	@echo "==> pytest tests/test_golden_*.py --snapshot-update"
+	@$(BIN)/python -m pytest tests/test_golden_*.py --snapshot-update
+
 test: venv test-deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory types
