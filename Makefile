@@ -25,7 +25,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_PROGRESS_BAR := off
 
 .DEFAULT_GOAL := test
-.PHONY: venv test-deps lint types pytest test run bench bench-deps bench-compare clean
+.PHONY: venv test-deps lint types pytest test run bench bench-deps bench-compare mutate \
+        mutate-deps mutate-summary clean
 
 venv: $(STAMP)
 
@@ -100,6 +101,38 @@ bench-compare: $(BENCH_STAMP)
 	@DSAR_TEST_PG="$${DSAR_BENCH_PG:-}" scripts/ensure-test-deps.sh postgresql
 	@DSAR_TEST_REDIS=start scripts/ensure-test-deps.sh redis
 	$(BIN)/python -m bench --compare $(BENCH_ARGS)
+
+# Mutation testing (README, Tests): mutmut over the modules setup.cfg's [mutmut] names, each
+# mutant against the SQLite tests that reach it; about an hour on 2 cores. Not in `make test`.
+# Results stay in mutants/ (a rerun tests only mutants whose function changed or that have
+# no result yet: `rm -rf mutants` for a full run); the summary goes to bench/results/.
+#   make mutate MUTATE_ARGS='dsar.crypto*'    # only the mutants whose names match
+#   make mutate-summary                       # the JSON again from the results in mutants/
+MUTATE_ARGS ?=
+MUTATE_JOBS ?= 2
+MUTATE_OUT  ?= bench/results/mutate-$(shell date -u +%Y-%m-%d).json
+MUTATE_STAMP := $(VENV)/.mutate-installed
+
+mutate-deps: $(MUTATE_STAMP)
+
+$(MUTATE_STAMP): $(STAMP)
+	@echo "==> venv: dsar-toolkit[mutate]"
+	@$(BIN)/python -m pip install --quiet -e '.[mutate]'
+	@touch $@
+
+# The tests choose a PostgreSQL server at start-up even when none of the selected tests
+# uses it: one answering, or binaries for a throwaway one.
+mutate: $(MUTATE_STAMP)
+	@scripts/ensure-test-deps.sh postgresql
+	@echo "==> mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_ARGS)"
+	@start=$$(date +%s) && \
+	  nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_ARGS) && \
+	  echo "$$(date -u -d @$$start +%FT%TZ) $$(( $$(date +%s) - start )) $(MUTATE_ARGS)" \
+	    >> mutants/runs.log
+	@$(MAKE) --no-print-directory mutate-summary
+
+mutate-summary: $(MUTATE_STAMP)
+	$(BIN)/python -m bench.mutate --out $(MUTATE_OUT)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
