@@ -175,6 +175,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATE_LIMIT_VERIFY", "20 per hour", "Code entries per IP address and per "
             "request."),
     Setting("RATE_LIMIT_RESEND", "5 per hour", "Code resends per IP address and per request."),
+    Setting("OFFICER_SETUP_HOURS", 24.0, "How long an officer's one-time set-up link is valid.",
+            _positive_float),
+    Setting("OFFICER_IDLE_MINUTES", 30.0, "A console session ends after this long without a "
+            "request.", _positive_float),
+    Setting("OFFICER_SESSION_HOURS", 12.0, "A console session ends this long after sign-in, "
+            "however busy.", _positive_float),
     Setting("TEXTS", None, "A TOML file overriding the texts requesters read (wording, "
             "language); keys as in dsar/texts.py."),
 )

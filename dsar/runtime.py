@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
+from argon2 import PasswordHasher
 from flask import current_app, g
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +24,7 @@ from .connector import Connector
 from .crypto import Crypto
 from .database import make_engine
 from .mail import Mailer
+from .officers.factors import default_hasher
 from .registry import load_connectors
 from .texts import load_texts
 
@@ -34,6 +36,8 @@ class Runtime:
         self.crypto = Crypto(self.settings["SECRET_KEY"], self.settings.get("AUDIT_KEY"))
         #: the time as this runtime reads it (tests swap in a MovableClock)
         self.clock: Clock = Clock()
+        #: officers' password hashing (tests swap in a cheap one)
+        self.password_hasher: PasswordHasher = default_hasher()
         self.engine = make_engine(self.settings["DATABASE_URL"])
         event.listen(self.engine, "connect", self._carry_clock)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False,

@@ -1,10 +1,10 @@
-"""The ``dsar`` command: database, requests, connectors, audit, run, demo.
+"""The ``dsar`` command: database, requests, officers, connectors, audit, run, demo.
 
 Commands live in one module per group and register on :data:`main` when
 imported here.
 """
 
-from . import audit, requests, serve, stores  # noqa: F401  (register the commands)
+from . import audit, officers, requests, serve, stores  # noqa: F401  (register the commands)
 from .base import main
 
 __all__ = ["main"]

@@ -3,11 +3,20 @@
 from ..database import Base
 from .audit import AuditEvent, AuditHead
 from .export import ExportBundle
+from .officer import (
+                      Officer,
+                      OfficerRecoveryCode,
+                      OfficerRole,
+                      OfficerSession,
+                      OfficerStatus,
+                      SignInThrottle,
+)
 from .outbox import MailStatus, OutboxMail
 from .request import Request, SubjectIdentifier
 from .role import WorkerRole
 from .task import Task
 from .verification import Verification
 
-__all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "MailStatus", "OutboxMail", "Request",
-           "SubjectIdentifier", "Task", "Verification", "WorkerRole"]
+__all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "MailStatus", "Officer",
+           "OfficerRecoveryCode", "OfficerRole", "OfficerSession", "OfficerStatus", "OutboxMail",
+           "Request", "SignInThrottle", "SubjectIdentifier", "Task", "Verification", "WorkerRole"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
 from flask import Flask
 from flask.cli import ScriptInfo
@@ -23,6 +24,9 @@ from tests.support.engine_connectors import TYPES, Script, ScriptedConnector
 __all__ = ["app", "cli", "database_url", "make_app", "rt", "scripts", "seeded",
            "sqlite_app_template", "write_connectors"]
 
+#: officers' passwords hashed at argon2's smallest cost: tests only (production's is
+#: RFC 9106's 64 MiB profile, dsar.officers.factors.default_hasher)
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 #: the seed of ``seeded``
 SEED = 20260302
@@ -103,6 +107,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
                                                           connectors))
         settings.update(config)
         app = create_app(settings, connector_types=TYPES)
+        app.extensions["dsar"].password_hasher = CHEAP_HASHER
         app.instance_path = str(tmp_path / "instance")
         if not made:
             migrate.upgrade(app.extensions["dsar"].engine)
