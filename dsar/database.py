@@ -123,6 +123,19 @@ def is_unavailable(error: BaseException) -> bool:
 _SCHEMA_ERRORS = ("no such table", "no such column", "syntax error")
 
 
+def is_schema_missing(error: BaseException) -> bool:
+    """Is ``error`` a table that is not there: a database nobody upgraded
+    (``dsar db upgrade``)? SQLite's message, PostgreSQL's SQLSTATE 42P01,
+    MySQL's error 1146."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "42P01":
+        return True
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return (bool(args) and args[0] == 1146) or "no such table" in str(orig)
+
+
 def describe_error(exc: BaseException) -> str:
     """``exc`` by type and driver error code only: its message may hold SQL and
     bound values (identifiers), so it never goes into a log line."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -76,3 +77,48 @@ def test_blank_denial_reason_is_refused(cli: Callable[..., Result]) -> None:
     assert result.exit_code == 1 and "needs a reason" in result.output
     assert json.loads(cli("requests", "show", request_id, "--json").output)["status"] == \
         "awaiting_review"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def never_upgraded(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """An app database nobody ran ``dsar db upgrade`` on: a new file, a new database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'never-upgraded.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.mark.parametrize("args", [["requests", "list"], ["officers", "list"],
+                                  ["requests", "submit", "--kind", "access",
+                                   "--email", "a@example.org"]])
+def test_a_database_never_upgraded_says_what_to_run(
+        cli: Callable[..., Result], never_upgraded: str, tmp_path: Any, args: list[str]) -> None:
+    """Not a SQLAlchemy traceback: the command to run."""
+    from dsar import create_app
+    from tests.support.app import SECRET
+
+    empty = create_app({"DATABASE_URL": never_upgraded, "SECRET_KEY": SECRET,
+                        "EXPORT_DIR": str(tmp_path / "exports")})
+    try:
+        result = cli(*args, app_=empty)
+    finally:
+        empty.extensions["dsar"].close()
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "SELECT" not in result.output
+    assert "dsar db upgrade" in result.output
+
+
+def test_show_says_where_the_export_is(cli: Callable[..., Result], rt: Runtime) -> None:
+    from tests.test_engine import process
+
+    rt.settings["CONNECTORS"] = None
+    made = cli("requests", "submit", "--kind", "access", "--email", "a@example.org",
+               "--verified", "--json")
+    request_id = json.loads(made.output)["id"]
+    process(rt)
+    shown = cli("requests", "show", request_id).output
+    path = f"{rt.settings['EXPORT_DIR']}/{request_id}.zip"
+    assert f"export: {path}" in shown
+    assert "downloads 0 of 3" in shown and "link valid until " in shown
+    view = json.loads(cli("requests", "show", request_id, "--json").output)
+    assert view["export"]["path"] == path and view["export"]["downloads"] == 0

@@ -12,10 +12,12 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .. import create_app
 from ..config import ConfigError
+from ..database import is_schema_missing
 from ..runtime import Runtime, runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,7 +48,22 @@ def connectors_or_fail(rt: Runtime) -> dict[str, Any]:
         raise click.ClickException(f"connectors: {exc}") from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+class _Group(FlaskGroup):
+    """The ``dsar`` group: a database nobody upgraded says what to run, not a
+    traceback of SQL."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            if not is_schema_missing(exc):
+                raise
+            raise click.ClickException(
+                "the app database (DSAR_DATABASE_URL) has no dsar tables yet: "
+                "run `dsar db upgrade` first") from None
+
+
+@click.group(cls=_Group, create_app=_create_app, add_default_commands=False,
              add_version_option=False, load_dotenv=False, set_debug_flag=False)
 @click.version_option(package_name="dsar-toolkit")
 def main() -> None:

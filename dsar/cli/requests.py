@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,7 +14,9 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..runtime import runtime
+from ..models import ExportBundle
+from ..runtime import Runtime, runtime
+from ..workflow import downloads
 from ..workflow.states import RequestKind
 from .base import (
     actor,
@@ -72,14 +75,22 @@ def requests_show(request_id: str, as_json: bool) -> None:
     """One request with its tasks."""
     from ..schemas.requests import RequestOfficerView
 
-    with transaction() as (_rt, session):
-        view = RequestOfficerView().dump(get_request(session, request_id))
+    with transaction() as (rt, session):
+        request = get_request(session, request_id)
+        view = RequestOfficerView().dump(request)
+        view["export"] = export_view(rt, downloads.bundle_of(session, request))
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
     click.echo(f"{view['id']}  {view['kind']}  {view['status']}  due {view['due_at']}")
     if view["status_reason"]:
         click.echo(f"  reason: {view['status_reason']}")
+    if (export := view["export"]) is not None:
+        state = "available" if export["refusal"] is None else export["refusal"]
+        click.echo(f"  export: {export['path']} ({export['size']} bytes, sha256 "
+                   f"{export['sha256'][:12]}..., downloads {export['downloads']} of "
+                   f"{export['max_downloads']}, link valid until {export['expires_at']}: "
+                   f"{state})")
     for task in view["tasks"]:
         error = f"  ({task['last_error']})" if task["last_error"] else ""
         reclaims = f" reclaims={task['reclaims']}" if task["reclaims"] else ""
@@ -87,6 +98,18 @@ def requests_show(request_id: str, as_json: bool) -> None:
                    f"records={task['records']} attempts={task['attempts']}{reclaims}{error}")
     for line in waiting_lines(view["waiting"]):
         click.echo(f"  {line}")
+
+
+def export_view(rt: Runtime, bundle: ExportBundle | None) -> dict[str, Any] | None:
+    """Where an access request's zip is and what is left of its link."""
+    if bundle is None:
+        return None
+    state = downloads.availability(rt, bundle)
+    return {"path": str(Path(rt.settings["EXPORT_DIR"]) / bundle.filename),
+            "size": bundle.size, "sha256": bundle.sha256, "downloads": bundle.download_count,
+            "max_downloads": int(rt.settings["EXPORT_MAX_DOWNLOADS"]),
+            "expires_at": bundle.expires_at.isoformat() if bundle.expires_at else None,
+            "refusal": state.refusal}
 
 
 @requests.command("list")
