@@ -19,13 +19,27 @@
 #                                            (host:port) or 127.0.0.1:5672, or a
 #                                            rabbitmq-server for the tests to start a throwaway
 #                                            one (Debian package `rabbitmq-server`).
-#   scripts/ensure-test-deps.sh              all four of the above.
+#   scripts/ensure-test-deps.sh browser      The browser tests (tests/support/browser.py):
+#                                            Debian's `chromium` (Playwright drives it; its
+#                                            own browser downloads are never used) and the
+#                                            npm package axe-core, pinned below, fetched from
+#                                            the npm registry with its integrity checked into
+#                                            $VENV/axe-core/axe.min.js (VENV: .venv).
+#   scripts/ensure-test-deps.sh              all five of the above.
 #   scripts/ensure-test-deps.sh python-venv  Debian's python3-venv (for `python3 -m venv`).
 #
 # Installs with apt-get as root or through `sudo -n`; otherwise prints what to
 # install and exits 1. Starts no service: tests/support/postgres.py,
 # tests/support/mariadb.py, tests/support/redis.py and tests/support/rabbitmq.py do that.
 set -euo pipefail
+
+# axe-core for the browser tests' accessibility checks: the registry's tarball of this
+# version, checked against the registry's integrity (SRI sha512) before it is unpacked.
+AXE_VERSION=4.14.1
+AXE_INTEGRITY=sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+AXE_URL="https://registry.npmjs.org/axe-core/-/axe-core-${AXE_VERSION}.tgz"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+AXE_DIR="${ROOT}/${VENV:-.venv}/axe-core"
 
 APT_UPDATED=0
 
@@ -130,6 +144,61 @@ ensure_rabbitmq() {
     ensure_server rabbitmq "${DSAR_TEST_RABBITMQ:-}" 127.0.0.1:5672 have_rabbitmq_binary rabbitmq-server
 }
 
+have_chromium() {
+    command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]
+}
+
+ensure_chromium() {
+    # Debian's chromium, which Playwright launches by its path (`playwright install`
+    # downloads from hosts the test machines cannot reach, and is never needed).
+    if have_chromium; then
+        say "chromium: $(command -v chromium || echo /usr/bin/chromium)"
+        return
+    fi
+    apt_install chromium
+    have_chromium || { echo "ensure-test-deps: chromium installed but not found" >&2; exit 1; }
+    say "chromium: installed"
+}
+
+ensure_axe() {
+    # $AXE_DIR/axe.min.js of $AXE_VERSION, downloaded when missing or of another version.
+    if [ -s "$AXE_DIR/axe.min.js" ] && [ "$(cat "$AXE_DIR/version" 2>/dev/null)" = "$AXE_VERSION" ]; then
+        say "axe-core: $AXE_VERSION in $AXE_DIR"
+        return
+    fi
+    say "axe-core: fetching $AXE_VERSION from the npm registry"
+    "${PYTHON:-python3}" - "$AXE_URL" "$AXE_INTEGRITY" "$AXE_DIR" "$AXE_VERSION" <<'PY' || exit 1
+import base64, hashlib, io, sys, tarfile, urllib.request
+from pathlib import Path
+url, integrity, target, version = sys.argv[1:]
+try:
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        data = answer.read()
+except OSError as exc:
+    sys.exit(f"ensure-test-deps: cannot download {url}: {exc}")
+algorithm, _, expected = integrity.partition("-")
+got = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+if got != expected:
+    sys.exit(f"ensure-test-deps: {url}: integrity {algorithm}-{got}, expected {integrity}")
+with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tgz:
+    member = tgz.extractfile("package/axe.min.js")
+    script = member.read() if member else b""
+if not script:
+    sys.exit(f"ensure-test-deps: {url} has no package/axe.min.js")
+out = Path(target)
+out.mkdir(parents=True, exist_ok=True)
+(out / "axe.min.js.tmp").write_bytes(script)
+(out / "axe.min.js.tmp").replace(out / "axe.min.js")
+(out / "version").write_text(version + "\n")
+PY
+    say "axe-core: $AXE_VERSION in $AXE_DIR"
+}
+
+ensure_browser() {
+    ensure_chromium
+    ensure_axe
+}
+
 ensure_python_venv() {
     # Called by the Makefile when `python3 -m venv` failed (Debian ships venv apart).
     local py="${PYTHON:-python3}" ver
@@ -139,11 +208,12 @@ ensure_python_venv() {
 }
 
 case "${1:-all}" in
-    all) ensure_postgresql; ensure_mariadb; ensure_redis; ensure_rabbitmq ;;
+    all) ensure_postgresql; ensure_mariadb; ensure_redis; ensure_rabbitmq; ensure_browser ;;
     postgresql) ensure_postgresql ;;
     mariadb) ensure_mariadb ;;
     redis) ensure_redis ;;
     rabbitmq) ensure_rabbitmq ;;
+    browser) ensure_browser ;;
     python-venv) ensure_python_venv ;;
-    *) echo "usage: $0 [all|postgresql|mariadb|redis|rabbitmq|python-venv]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|postgresql|mariadb|redis|rabbitmq|browser|python-venv]" >&2; exit 2 ;;
 esac

@@ -25,6 +25,12 @@ What they share (free ports, ``host:port`` parsing, stale scratch dirs, the clea
 registry, exit code 3, the one ``pytest_report_header``, re-exported by postgres.py)
 is in tests/support/servers.py.
 
+A real browser, tests/support/browser.py: Debian's Chromium driven by Playwright
+(``DSAR_TEST_CHROMIUM`` names another executable) and axe-core (fetched by
+``scripts/ensure-test-deps.sh browser``; ``DSAR_TEST_AXE`` names another file).
+Fixtures ``chromium`` and ``live_server`` (session), ``serve``, ``viewport`` and
+``page``; helpers ``assert_accessible``, ``tab_to`` and ``screenshot``.
+
 App databases, tests/support/app.py: ``database_url`` (parametrised over sqlite and
 postgresql; a test about one of them says so with
 ``@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)``), ``make_app``,
@@ -36,12 +42,13 @@ one name. A ``pytest_configure`` (or any of the hooks above) added here must cal
 the module's own.
 """
 
-from tests.support import mariadb, postgres, rabbitmq, redis
+from tests.support import browser, mariadb, postgres, rabbitmq, redis
 from tests.support.app import *  # noqa: F403
+from tests.support.browser import *  # noqa: F403
 from tests.support.mariadb import *  # noqa: F403
 from tests.support.postgres import *  # noqa: F403
 from tests.support.rabbitmq import *  # noqa: F403
 from tests.support.redis import *  # noqa: F403
 from tests.support.servers import check_unique_hooks
 
-check_unique_hooks(postgres, mariadb, redis, rabbitmq)
+check_unique_hooks(postgres, mariadb, redis, rabbitmq, browser)
