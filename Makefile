@@ -68,6 +68,17 @@ golden: $(STAMP)
 	@echo "==> pytest tests/test_golden_*.py --snapshot-update"
 	@$(BIN)/python -m pytest tests/test_golden_*.py --snapshot-update
 
+# Screenshots of the requester portal (README, the tour): the browser journey of
+# tests/portal/test_browser.py on SQLite saves each page it passes, at 1280 and 390 px, as
+# docs/screenshots/portal-<page>[-mobile].png (the viewport only). Not in `make test`.
+.PHONY: screenshots
+screenshots: $(STAMP)
+	@scripts/ensure-test-deps.sh postgresql
+	@scripts/ensure-test-deps.sh browser
+	@echo "==> screenshots: docs/screenshots/portal-*.png"
+	@DSAR_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q \
+	  tests/portal/test_browser.py -k 'journey and sqlite'
+
 test: venv test-deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory types
