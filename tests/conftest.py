@@ -28,8 +28,8 @@ is in tests/support/servers.py.
 A real browser, tests/support/browser.py: Debian's Chromium driven by Playwright
 (``DSAR_TEST_CHROMIUM`` names another executable) and axe-core (fetched by
 ``scripts/ensure-test-deps.sh browser``; ``DSAR_TEST_AXE`` names another file).
-Fixtures ``chromium`` and ``live_server`` (session), ``serve``, ``viewport`` and
-``page``; helpers ``assert_accessible``, ``tab_to`` and ``screenshot``.
+Fixtures ``chromium`` (module), ``live_server`` (session), ``serve``, ``viewport``
+and ``page``; helpers ``assert_accessible``, ``tab_to`` and ``screenshot``.
 
 App databases, tests/support/app.py: ``database_url`` (parametrised over sqlite and
 postgresql; a test about one of them says so with

@@ -1,13 +1,17 @@
 """A real browser on a real HTTP server: Debian's Chromium driven by Playwright, axe-core.
 
-Session-scoped, started once and only when a test asks for them:
+Started once, and only when a test asks for them:
 
-* ``chromium``: a headless Chromium (Playwright's ``Browser``) launched from
-  ``DSAR_TEST_CHROMIUM`` (a path), else ``chromium`` on PATH, else /usr/bin/chromium.
-  Playwright's own browser downloads are never used (``playwright install`` is not
-  needed, and its hosts are not reachable from the test machines).
-* ``live_server``: a werkzeug server thread on 127.0.0.1 (a free port) serving
-  whichever app a test hands it (each test builds its app on its own database).
+* ``chromium`` (module-scoped): a headless Chromium (Playwright's ``Browser``) launched
+  from ``DSAR_TEST_CHROMIUM`` (a path), else ``chromium`` on PATH, else
+  /usr/bin/chromium. Playwright's own browser downloads are never used (``playwright
+  install`` is not needed, and its hosts are not reachable from the test machines).
+  Once per module, not per session: while Playwright's sync API is started, the main
+  thread has a running asyncio loop between its calls (its greenlet design), so
+  ``asyncio.run()`` in any later test would raise; launching takes about a second.
+* ``live_server`` (session-scoped): a werkzeug server thread on 127.0.0.1 (a free
+  port) serving whichever app a test hands it (each test builds its app on its own
+  database).
 
 Per test:
 
@@ -121,9 +125,9 @@ add_report_line(_report_line)
 # --------------------------------------------------------------------- Chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """A headless Chromium for the session (Debian's, launched by its path)."""
+    """A headless Chromium for the module's tests (Debian's, launched by its path)."""
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
