@@ -48,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
 
 def _register_web(app: Flask) -> None:
     from .api import bp as api_bp
+    from .console import bp as console_bp
     from .extensions import csrf, init_extensions, rate_limits
     from .logfilter import install as install_log_filter
     from .portal import bp as portal_bp
@@ -57,4 +58,5 @@ def _register_web(app: Flask) -> None:
     csrf.exempt(api_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(console_bp)
     rate_limits.apply(app)  # this app's limiter on the views that declare limits

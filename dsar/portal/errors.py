@@ -99,9 +99,13 @@ def database_error(exc: SQLAlchemyError) -> Response:
 @bp.app_errorhandler(MethodNotAllowed)
 def routing_error(exc: HTTPException) -> HTTPException | Response:
     """An address no route knows (or the wrong method): the portal's page,
-    except under /api/, which answers in its own format."""
+    except under /api/, which answers in its own format, and /console/ (its own page)."""
     if request.path.startswith("/api/"):
         return exc
+    if request.path.startswith("/console/"):
+        from ..console import errors as console_errors
+
+        return console_errors.secure(console_errors.http_error(exc))
     return secure(http_error(exc))
 
 
