@@ -1,0 +1,1 @@
+"""An officer's actions on a request, each behind a confirmation page."""
