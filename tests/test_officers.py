@@ -464,3 +464,31 @@ def test_the_cli_acts_as_an_active_admin_only(
     assert trail(rt)[-1][:2] == ("officer.created", f"officer:{officer_id}")
     unknown = cli("officers", "disable", "new@example.org", "--as", "nobody@example.org")
     assert unknown.exit_code == 1 and "no active officer" in unknown.output
+
+
+# --- the last admin -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["role", "disable"])
+def test_the_last_active_admin_cannot_be_removed(clocked: Runtime, change: str) -> None:
+    """Nobody could manage officers any more (the CLI could, on the server)."""
+    boss_id, token = invite(clocked, "boss@example.org", "admin")
+    set_up(clocked, token)
+    other_id, _ = invite(clocked, "next@example.org", "admin")  # invited, not active
+
+    def remove(officer_id: str) -> None:
+        with clocked.transaction() as session:
+            target = held(session, officer_id)
+            if change == "role":
+                accounts.set_role(session, clocked, target, "reviewer", actor="operator:test")
+            else:
+                accounts.disable(session, clocked, target, actor="operator:test")
+
+    with pytest.raises(OfficerError, match="last active admin"):
+        remove(boss_id)
+    assert officer(clocked, boss_id).role == "admin"
+    assert officer(clocked, boss_id).status == OfficerStatus.ACTIVE
+    remove(other_id)  # an invited admin is not the last one standing
+    _, token = invite(clocked, "deputy@example.org", "admin")
+    set_up(clocked, token)
+    remove(boss_id)  # another active admin: allowed

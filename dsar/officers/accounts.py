@@ -147,6 +147,7 @@ def set_role(session: Session, rt: Runtime, officer: Officer, role: OfficerRole 
     role = role_of(role)
     if officer.role == role:
         return
+    _keep_an_admin(session, officer)
     before, officer.role = officer.role, role
     sessions.end_all(session, officer.id)
     audit.record(session, rt.crypto, "officer.role_changed", actor=actor,
@@ -156,11 +157,24 @@ def set_role(session: Session, rt: Runtime, officer: Officer, role: OfficerRole 
 def disable(session: Session, rt: Runtime, officer: Officer, actor: str) -> None:
     if officer.status == OfficerStatus.DISABLED:
         return
+    _keep_an_admin(session, officer)
     officer.status = OfficerStatus.DISABLED
     officer.setup_digest = officer.setup_expires_at = None
     sessions.end_all(session, officer.id)
     audit.record(session, rt.crypto, "officer.disabled", actor=actor,
                  details={"officer": officer.id})
+
+
+def _keep_an_admin(session: Session, leaving: Officer) -> None:
+    """Refuse to take the last active admin away (nobody could manage officers
+    from the console any more)."""
+    if leaving.role != OfficerRole.ADMIN or leaving.status != OfficerStatus.ACTIVE:
+        return
+    others = session.scalars(select(Officer.id).where(
+        Officer.role == OfficerRole.ADMIN, Officer.status == OfficerStatus.ACTIVE,
+        Officer.id != leaving.id).limit(1)).first()
+    if others is None:
+        raise OfficerError("this is the last active admin: make another officer admin first")
 
 
 def acting_officer(session: Session, rt: Runtime, email: str,
