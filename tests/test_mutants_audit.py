@@ -1,0 +1,96 @@
+"""dsar/audit.py's export and head, pinned to exact output: what an auditor's offline
+check reads (sorted keys, text kept as UTF-8, the count returned) and what the head looks
+like before the first event and without its row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from dsar import audit
+from dsar.runtime import Runtime
+
+DETAILS: list[dict[str, Any]] = [{"zeta": "Zoë", "alpha": 1}, {"b": ["é", 2], "a": None}, {}]
+
+
+def record_three(rt: Runtime) -> None:
+    for index, details in enumerate(DETAILS):
+        with rt.transaction() as session:
+            audit.record(session, rt.crypto, "test.event", actor="tester",
+                         request_id=f"r{index}", details=details)
+
+
+def events(rt: Runtime) -> list[dict[str, object]]:
+    with rt.transaction() as session:
+        return list(audit.iter_events(session))
+
+
+def test_jsonl_is_one_sorted_utf8_object_per_line_and_counted(rt: Runtime) -> None:
+    record_three(rt)
+    out = io.StringIO()
+    with rt.transaction() as session:
+        assert audit.export(session, out, "jsonl") == 3
+    lines = out.getvalue().split("\n")
+    assert lines[-1] == ""  # every line ends with a newline
+    assert lines[:-1] == [json.dumps(row, sort_keys=True, ensure_ascii=False)
+                          for row in events(rt)]
+    assert '"zeta":"Zoë"' not in lines[0] and '"zeta": "Zoë"' in lines[0]
+    assert list(json.loads(lines[0])) == sorted(audit.EXPORT_FIELDS)
+
+
+def test_jsonl_is_the_default_format(rt: Runtime) -> None:
+    record_three(rt)
+    out = io.StringIO()
+    with rt.transaction() as session:
+        assert audit.export(session, out) == 3
+    assert out.getvalue().count("\n") == 3
+
+
+def test_csv_holds_the_fields_in_order_and_details_as_sorted_utf8_json(rt: Runtime) -> None:
+    record_three(rt)
+    out = io.StringIO()
+    with rt.transaction() as session:
+        assert audit.export(session, out, "csv") == 3
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert rows[0] == list(audit.EXPORT_FIELDS)
+    assert [row[5] for row in rows[1:]] == [
+        '{"alpha": 1, "zeta": "Zoë"}', '{"a": null, "b": ["é", 2]}', "{}"]
+    for row, event in zip(rows[1:], events(rt), strict=True):
+        assert row[0] == str(event["seq"]) and row[7] == event["hash"]
+
+
+def test_an_empty_chain_exports_nothing(rt: Runtime) -> None:
+    for fmt, written in (("jsonl", ""), ("csv", ",".join(audit.EXPORT_FIELDS) + "\r\n")):
+        out = io.StringIO()
+        with rt.transaction() as session:
+            assert audit.export(session, out, fmt) == 0
+        assert out.getvalue() == written
+
+
+def test_an_unknown_format_is_refused_by_name(rt: Runtime) -> None:
+    with rt.transaction() as session, pytest.raises(ValueError) as refused:
+        audit.export(session, io.StringIO(), "xml")
+    assert str(refused.value) == "unknown format 'xml': use jsonl or csv"
+
+
+def test_the_head_names_the_last_event_and_is_sealed(rt: Runtime) -> None:
+    with rt.transaction() as session:  # as the migration left it: no event, unsealed
+        assert audit.head(session) == {"seq": 0, "hash": audit.GENESIS_HASH, "mac": ""}
+    record_three(rt)
+    last = events(rt)[-1]["hash"]
+    with rt.transaction() as session:
+        assert audit.head(session) == {
+            "seq": 3, "hash": last, "mac": rt.crypto.audit_mac(f"head:3:{last}")}
+
+
+def test_without_its_row_the_head_is_the_genesis_unsealed(rt: Runtime) -> None:
+    record_three(rt)
+    with rt.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_heads"))
+    with rt.transaction() as session:
+        assert audit.head(session) == {"seq": 0, "hash": "0" * 64, "mac": ""}

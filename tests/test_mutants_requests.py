@@ -1,0 +1,145 @@
+"""dsar/workflow/requests.py, preview.py and erasure.py where `make mutate` found them
+loose: what a cancellation does to the request's tasks and to no one else's, a denial's
+reason, and the officer's erasure preview with the event it records (every connector's
+counts, notes and errors by name)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from dsar.connector import Capability, Connector, Subject
+from dsar.models import AuditEvent, Request, Task
+from dsar.runtime import Runtime
+from dsar.workflow import erasure
+from dsar.workflow import requests as flow
+from dsar.workflow.preview import preview_erasure
+from tests.support.engine_connectors import TYPES, Script, ScriptedConnector
+
+ALICE, BOB = "alice@example.org", "bob@example.org"
+
+
+def events(rt: Runtime, action: str) -> list[AuditEvent]:
+    with rt.transaction() as session:
+        found = list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)
+                                     .order_by(AuditEvent.seq)))
+        session.expunge_all()
+        return found
+
+
+class FindOnly(ScriptedConnector):
+    """A scripted store that can find but not erase (an archive)."""
+
+    capabilities = frozenset({Capability.FIND})
+    plan_erasure = Connector.plan_erasure
+    erase = Connector.erase
+
+
+@pytest.fixture
+def stores(make_app: Callable[..., Flask], scripts: dict[str, Script],
+           monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    """crm (erases, one record of Alice kept by a hold), archive (cannot erase), broken
+    (fails every find), phones (takes phone numbers only), all under review."""
+    monkeypatch.setitem(TYPES, "find-only", FindOnly)
+    for name in ("crm", "archive", "broken", "phones"):
+        scripts[name] = Script()
+    scripts["crm"].seed(ALICE, 3)
+    scripts["crm"].holds = {f"{ALICE}-0"}
+    scripts["archive"].seed(ALICE, 2)
+    scripts["crm"].seed(BOB, 1)
+    app = make_app({
+        "crm": {"type": "scripted", "script": "crm"},
+        "archive": {"type": "find-only", "script": "archive"},
+        "broken": {"type": "broken", "script": "broken"},
+        "phones": {"type": "scripted", "script": "phones", "kinds": ["phone"]},
+    }, ERASURE_REVIEW=True)
+    return app.extensions["dsar"]  # type: ignore[no-any-return]
+
+
+def awaiting_review(rt: Runtime, email: str) -> str:
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "erasure", {"email": [email]})
+        flow.mark_verified(session, rt, request, actor="test", method="test")
+        assert request.status == "awaiting_review"
+        return request.id
+
+
+def test_the_preview_shows_every_store_by_name_and_records_the_counts(
+        stores: Runtime) -> None:
+    request_id = awaiting_review(stores, ALICE)
+    with stores.transaction() as session:
+        request = session.get(Request, request_id)
+        assert request is not None
+        previews = preview_erasure(session, stores, request, actor="officer:kim")
+    assert previews == [
+        {"connector": "archive", "error": "2 records found but this connector cannot erase: "
+                                          "erase them by hand, then retry"},
+        {"connector": "broken",
+         "error": "credentials refused by the store (scripted)"},
+        {"connector": "crm", "summary": {"delete": 2, "mask": 0, "keep": 1},
+         "groups": [{"collection": "items", "action": "delete", "detail": "", "records": 2},
+                    {"collection": "items", "action": "keep",
+                     "detail": "tax-law: invoices kept 10 years", "records": 1}]},
+        {"connector": "phones", "note": "no identifiers of the kinds it accepts"},
+    ]
+    [event] = events(stores, "erasure.previewed")
+    assert (event.actor, event.request_id) == ("officer:kim", request_id)
+    assert json.loads(event.details) == {
+        "identifiers": 1,
+        "connectors": {"archive": previews[0]["error"], "broken": previews[1]["error"],
+                       "crm": {"delete": 2, "mask": 0, "keep": 1}, "phones": ""},
+    }
+
+
+def test_a_store_that_cannot_erase_and_holds_nothing_says_so(stores: Runtime,
+                                                             scripts: dict[str, Script]) -> None:
+    archive = stores.connectors["archive"]
+    subject = Subject({"email": [BOB]})
+    assert erasure.preview(archive, subject) == {"note": "nothing found"}
+    scripts["archive"].seed(BOB, 1)
+    assert erasure.preview(archive, subject) == {
+        "error": "1 records found but this connector cannot erase: erase them by hand, "
+                 "then retry"}
+
+
+def test_cancelling_cancels_this_requests_open_tasks_only(stores: Runtime) -> None:
+    with stores.transaction() as session:
+        mine = flow.submit(session, stores, "access", {"email": [ALICE]})
+        other = flow.submit(session, stores, "access", {"email": [BOB]})
+        for request in (mine, other):
+            flow.mark_verified(session, stores, request, actor="test", method="test")
+        mine_id, other_id = mine.id, other.id
+    with stores.transaction() as session:
+        to_cancel = session.get(Request, mine_id)
+        assert to_cancel is not None
+        flow.cancel(session, stores, to_cancel, actor="officer:kim", reason="asked to stop")
+    with stores.transaction() as session:
+        mine_tasks = session.scalars(select(Task).where(Task.request_id == mine_id)).all()
+        other_tasks = session.scalars(select(Task).where(Task.request_id == other_id)).all()
+        assert mine_tasks and other_tasks
+        assert {(t.status, t.lease_owner) for t in mine_tasks} == {("cancelled", None)}
+        assert {t.status for t in other_tasks} == {"pending"}
+        cancelled = session.get(Request, mine_id)
+        assert cancelled is not None
+        assert (cancelled.status, cancelled.status_reason) == ("cancelled", "asked to stop")
+    [event] = events(stores, "request.cancelled")
+    assert event.actor == "officer:kim"
+    assert json.loads(event.details)["reason"] == "asked to stop"
+    assert {e.actor for e in events(stores, "task.cancelled")} == {"officer:kim"}
+    assert {e.request_id for e in events(stores, "task.cancelled")} == {mine_id}
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_a_denial_without_a_reason_is_refused(stores: Runtime, reason: str) -> None:
+    request_id = awaiting_review(stores, ALICE)
+    with stores.transaction() as session:
+        request = session.get(Request, request_id)
+        assert request is not None
+        with pytest.raises(ValueError) as refused:
+            flow.deny(session, stores, request, actor="officer:kim", reason=reason)
+        assert str(refused.value) == "a denial needs a reason"
+        assert request.status == "awaiting_review"
