@@ -1,0 +1,149 @@
+"""dsar/workflow/lease.py where `make mutate` found it loose: claiming one named task (the
+Celery executor's way), releasing a task (only that task, only while it is ours, due again
+after the delay) and the heartbeat's one log line per outage. The runtime's clock is moved,
+never slept past; the heartbeat's thread is waited for on an event."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import exc, select
+
+from dsar.clock import MovableClock
+from dsar.models import Task
+from dsar.runtime import Runtime
+from dsar.workflow import lease
+from dsar.workflow import requests as flow
+
+START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def processing(rt: Runtime, *emails: str) -> list[int]:
+    """A verified access request per email: their tasks, pending and due."""
+    with rt.transaction() as session:
+        for email in emails:
+            request = flow.submit(session, rt, "access", {"email": [email]})
+            flow.mark_verified(session, rt, request, actor="test", method="test")
+    with rt.transaction() as session:
+        return list(session.scalars(select(Task.id).order_by(Task.id)))
+
+
+def task(rt: Runtime, task_id: int) -> Task:
+    with rt.transaction() as session:
+        found = session.get(Task, task_id)
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+@pytest.fixture
+def clock(rt: Runtime) -> MovableClock:
+    rt.settings["TASK_LEASE_SECONDS"] = 10.0
+    moved = rt.clock = MovableClock(START)
+    return moved
+
+
+def test_claim_task_takes_the_named_task_under_a_lease(rt: Runtime, clock: MovableClock) -> None:
+    first, second = processing(rt, "a@example.org", "b@example.org")
+    assert lease.claim_task(rt, second, "w:1") is True
+    claimed = task(rt, second)
+    assert (claimed.status, claimed.lease_owner, claimed.attempts, claimed.reclaims) == \
+        ("running", "w:1", 1, 0)
+    assert claimed.lease_expires_at == START + timedelta(seconds=10)
+    assert task(rt, first).status == "pending"  # the oldest was not the one named
+    assert lease.claim_task(rt, second, "w:2") is False  # held under a live lease
+    assert lease.claim_task(rt, 10_000, "w:2") is False  # no such task
+
+
+def test_claim_task_takes_over_a_lapsed_lease_as_a_reclaim(rt: Runtime,
+                                                           clock: MovableClock) -> None:
+    [task_id] = processing(rt, "a@example.org")
+    assert lease.claim_task(rt, task_id, "w:1")
+    clock.advance(seconds=10)
+    assert lease.claim_task(rt, task_id, "w:2") is False  # still live at its last instant
+    clock.advance(microseconds=1)
+    assert lease.claim_task(rt, task_id, "w:2") is True
+    taken = task(rt, task_id)
+    assert (taken.lease_owner, taken.attempts, taken.reclaims) == ("w:2", 1, 1)
+
+
+def test_claim_task_waits_for_a_task_not_due_yet(rt: Runtime, clock: MovableClock) -> None:
+    [task_id] = processing(rt, "a@example.org")
+    with rt.transaction() as session:
+        found = session.get(Task, task_id)
+        assert found is not None
+        found.not_before = START + timedelta(seconds=5)
+    assert lease.claim_task(rt, task_id, "w:1") is False
+    clock.advance(seconds=5)
+    assert lease.claim_task(rt, task_id, "w:1") is True
+
+
+def test_release_hands_back_only_that_task_and_only_while_ours(
+        rt: Runtime, clock: MovableClock) -> None:
+    first, second = processing(rt, "a@example.org", "b@example.org")
+    assert lease.claim_task(rt, first, "w:1") and lease.claim_task(rt, second, "w:1")
+    lease.release(rt, first, "w:other")  # not ours: nothing happens
+    assert task(rt, first).lease_owner == "w:1"
+    lease.release(rt, first, "w:1", delay_seconds=3)
+    released = task(rt, first)
+    assert (released.status, released.lease_owner, released.lease_expires_at) == \
+        ("pending", None, None)
+    assert released.not_before == START + timedelta(seconds=3)
+    assert (task(rt, second).status, task(rt, second).lease_owner) == ("running", "w:1")
+    lease.release(rt, second, "w:1")
+    assert task(rt, second).not_before == START + timedelta(seconds=1)  # the default delay
+    assert lease.claim(rt, "w:2") is None  # neither is due yet
+    clock.advance(seconds=1)
+    assert lease.claim(rt, "w:2") == second
+
+
+def test_release_leaves_a_task_that_is_no_longer_running(rt: Runtime,
+                                                         clock: MovableClock) -> None:
+    [task_id] = processing(rt, "a@example.org")
+    assert lease.claim_task(rt, task_id, "w:1")
+    with rt.transaction() as session:
+        found = session.get(Task, task_id)
+        assert found is not None
+        found.status = "succeeded"  # its outcome recorded, the owner column left as it was
+    lease.release(rt, task_id, "w:1")
+    assert task(rt, task_id).status == "succeeded"
+
+
+def test_heartbeat_logs_an_outage_once_and_again_after_a_recovery(
+        rt: Runtime, clock: MovableClock, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Renewals fail (the database down), fail, work, then fail for good (a bug): one
+    line for each outage. A failed renewal is retried at the next wake-up; a working one
+    waits a quarter of the lease (2.5 s) by the clock."""
+    [task_id] = processing(rt, "a@example.org")
+    assert lease.claim_task(rt, task_id, "w:1")
+    down = exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    answers: list[Exception | None] = [down, down, None, ValueError("bug")]
+    calls = [threading.Event() for _ in answers]
+    count = 0
+
+    def renew(rt_: Runtime, task_id_: int, owner: str) -> None:
+        nonlocal count
+        assert (rt_, task_id_, owner) == (rt, task_id, "w:1")
+        index, count = min(count, len(answers) - 1), count + 1
+        calls[index].set()
+        answer = answers[index]
+        if answer is not None:
+            raise answer
+
+    monkeypatch.setattr(lease, "renew", renew)
+    caplog.set_level(logging.WARNING, logger=lease.__name__)
+    with lease.Heartbeat(rt, task_id, "w:1") as beat:
+        assert beat.interval == 2.5
+        clock.advance(seconds=2.5)
+        assert calls[2].wait(10), "the heartbeat did not renew again after failing"
+        assert not calls[3].is_set()  # renewed: the next one is 2.5 s away by the clock
+        clock.advance(seconds=2.5)
+        assert calls[3].wait(10), "the heartbeat did not renew"
+        assert not beat.lost.is_set() and not beat.stop.is_set()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"task {task_id}: lease not renewed (app database unavailable); retrying",
+        f"task {task_id}: lease not renewed (ValueError); retrying"]
