@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, cast
@@ -159,3 +160,27 @@ def _flatten(messages: Any, prefix: str = "") -> str:
     if isinstance(messages, list):
         return f"{prefix.rstrip('.')}: " + " ".join(str(m) for m in messages)
     return f"{prefix.rstrip('.')}: {messages}"
+
+
+@dataclass(frozen=True)
+class Health:
+    """One configured connector's ``check()``: ``message`` with secrets masked."""
+
+    name: str
+    type: str
+    ok: bool
+    message: str
+
+
+def check_connectors(connectors: Mapping[str, Connector]) -> list[Health]:
+    """Run every connector's ``check()``; one that raises counts as not ok
+    (named by the exception's type only: its text may quote a secret)."""
+    results = []
+    for name, connector in connectors.items():
+        try:
+            result = connector.check()
+            ok, message = result.ok, connector.redacted(result.message)
+        except Exception as exc:  # check() must not raise; report it as not ok
+            ok, message = False, f"check raised {type(exc).__name__}"
+        results.append(Health(name, type(connector).__name__, ok, message))
+    return results

@@ -47,18 +47,15 @@ def connectors_list(show_config: bool) -> None:
 @with_appcontext
 def connectors_check() -> None:
     """Check every configured connector; non-zero exit if one is not ok."""
-    failed = 0
+    from ..registry import check_connectors
+
     configured = connectors_or_fail(runtime())
     if not configured:
         raise click.ClickException("no connectors configured (DSAR_CONNECTORS)")
-    for name, connector in configured.items():
-        try:
-            result = connector.check()
-            ok, message = result.ok, connector.redacted(result.message)
-        except Exception as exc:  # check() must not raise; report it as not ok
-            ok, message = False, f"check raised {type(exc).__name__}"
-        failed += not ok
-        click.echo(f"{name:<20} {'ok' if ok else 'FAILED':<7} {message}")
+    results = check_connectors(configured)
+    for health in results:
+        click.echo(f"{health.name:<20} {'ok' if health.ok else 'FAILED':<7} {health.message}")
+    failed = sum(not health.ok for health in results)
     if failed:
         sys.exit(1)
 

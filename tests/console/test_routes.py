@@ -17,9 +17,16 @@ ROLES: dict[str, set[str]] = {
     "console.setup": set(),
     "console.sign_out": {A, R, U},
     "console.queue": {A, R, U},
+    "console.officers": {A},
+    "console.officer_new": {A},
+    "console.officer": {A},
+    "console.officer_role": {A},
+    "console.officer_disable": {A},
+    "console.officer_invite": {A},
+    "console.connectors": {A},
 }
 #: values for the URL's variables
-ARGS = {"token": "x" * 43, "request_id": "0" * 32}
+ARGS = {"token": "x" * 43, "request_id": "0" * 32, "officer_id": "0" * 16}
 
 
 def console_routes(app: Flask) -> list[tuple[str, str, str]]:
