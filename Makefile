@@ -68,16 +68,18 @@ golden: $(STAMP)
 	@echo "==> pytest tests/test_golden_*.py --snapshot-update"
 	@$(BIN)/python -m pytest tests/test_golden_*.py --snapshot-update
 
-# Screenshots of the requester portal (README, the tour): the browser journey of
-# tests/portal/test_browser.py on SQLite saves each page it passes, at 1280 and 390 px, as
-# docs/screenshots/portal-<page>[-mobile].png (the viewport only). Not in `make test`.
+# Screenshots of the portal and the console (README): the browser journeys of
+# tests/{portal,console}/test_browser.py on SQLite save each page they pass (the portal at
+# 1280 and 390 px) as
+# docs/screenshots/portal-<page>[-mobile].png and console-<page>.png (the viewport only).
+# Not in `make test`.
 .PHONY: screenshots
 screenshots: $(STAMP)
 	@scripts/ensure-test-deps.sh postgresql
 	@scripts/ensure-test-deps.sh browser
-	@echo "==> screenshots: docs/screenshots/portal-*.png"
+	@echo "==> screenshots: docs/screenshots/portal-*.png, console-*.png"
 	@DSAR_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q \
-	  tests/portal/test_browser.py -k 'journey and sqlite'
+	  tests/portal/test_browser.py tests/console/test_browser.py -k 'journey and sqlite'
 
 test: venv test-deps
 	@$(MAKE) --no-print-directory lint

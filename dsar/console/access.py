@@ -84,9 +84,9 @@ def check() -> BaseResponse | None:
     if officer is None:
         target = request.full_path if request.method == "GET" else url_for(".queue")
         return redirect(url_for(".sign_in", next=target.rstrip("?")), 303)
+    g.console_officer = officer  # also for the 403 page: its header can sign out
     if officer.role not in roles:
         abort(403)
-    g.console_officer = officer
     return None
 
 
