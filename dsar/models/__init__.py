@@ -12,11 +12,13 @@ from .officer import (
                       SignInThrottle,
 )
 from .outbox import MailStatus, OutboxMail
+from .preview import ErasurePreview
 from .request import Request, SubjectIdentifier
 from .role import WorkerRole
 from .task import Task
 from .verification import Verification
 
-__all__ = ["AuditEvent", "AuditHead", "Base", "ExportBundle", "MailStatus", "Officer",
-           "OfficerRecoveryCode", "OfficerRole", "OfficerSession", "OfficerStatus", "OutboxMail",
-           "Request", "SignInThrottle", "SubjectIdentifier", "Task", "Verification", "WorkerRole"]
+__all__ = ["AuditEvent", "AuditHead", "Base", "ErasurePreview", "ExportBundle", "MailStatus",
+           "Officer", "OfficerRecoveryCode", "OfficerRole", "OfficerSession", "OfficerStatus",
+           "OutboxMail", "Request", "SignInThrottle", "SubjectIdentifier", "Task", "Verification",
+           "WorkerRole"]
