@@ -10,19 +10,24 @@ listed with its change and the reason it is left, read from ``bench/mutate-survi
     kind = "equivalent"     # or "left": a real gap not worth a test (yet), say why
     why = "the length is never read"
 
-A survivor without a reason is flagged (``"unexplained": true`` and in the totals), and so
-is a reason for a mutant that no longer survives (``stale_reasons``): mutmut numbers a
-function's mutants afresh when the function changes, so a reason may have to move.
+A survivor whose every changed line lies in a ``log.<level>(...)`` call is equivalent by
+rule (LOG_REASON) unless the file says otherwise. A survivor without a reason is flagged
+(``"unexplained": true`` and in the totals), and so is a reason for a mutant that no longer
+survives (``stale_reasons``): mutmut numbers a function's mutants afresh when the function
+changes, so a reason may have to move.
 ``score_without_equivalent`` leaves the mutants reviewed as equivalent out of the count.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import os
 import platform
 import sys
+import textwrap
 import tomllib
 from collections import Counter
 from datetime import UTC, datetime
@@ -41,6 +46,11 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests"
 COUNTED = ("killed", "timeout", "survived", "suspicious", "no_tests", "not_checked",
            "skipped", "segfault", "interrupted", "caught_by_type_check")
 LISTED = ("survived", "no_tests", "suspicious")  # each needs a reason
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
+#: the one reason given by rule rather than per mutant
+LOG_REASON = ("equivalent", "only a log call's text or arguments change: what operators "
+              "read, not what the module decides (tests/portal/test_logs.py checks that no "
+              "log line carries personal data)")
 
 
 def status(exit_code: int | None) -> str:
@@ -48,8 +58,18 @@ def status(exit_code: int | None) -> str:
 
 
 def score(counts: Counter[str], equivalent: int = 0) -> float | None:
-    """Killed and timed-out mutants over all that were generated (less skipped ones)."""
-    total = sum(counts.values()) - counts["skipped"] - equivalent
+    """Mutants killed by a test, timed out or rejected by mypy (strict, as `make types`:
+    such a mutant could not land) over all generated ones, less skipped, not (yet)
+    checked and ``equivalent`` ones; in percent."""
+    total = sum(counts.values()) - counts["skipped"] - counts["not_checked"] - equivalent
+    caught = counts["killed"] + counts["timeout"] + counts["caught_by_type_check"]
+    return round(100 * caught / total, 1) if total else None
+
+
+def tests_score(counts: Counter[str]) -> float | None:
+    """The tests' share alone: killed or timed out over the mutants mypy let through."""
+    total = (sum(counts.values()) - counts["skipped"] - counts["not_checked"]
+             - counts["caught_by_type_check"])
     return round(100 * (counts["killed"] + counts["timeout"]) / total, 1) if total else None
 
 
@@ -74,23 +94,61 @@ def load_reasons(path: Path) -> dict[str, dict[str, str]]:
     return reasons
 
 
-def change_of(mutant: str) -> str | None:
-    """The mutant's change as ``-``/``+`` lines (mutmut's diff without its header)."""
+def functions_of(mutant: str, path: str) -> tuple[str, str] | None:
+    """The mutated function's source before and after the mutation (mutmut's own reading)."""
     try:
-        from mutmut.mutation.diff_apply import get_diff_for_mutant
+        import libcst as cst
+        from mutmut.mutation.diff_apply import (
+            read_functions_from_index,
+            read_mutant_function,
+            read_mutants_module,
+            read_original_function,
+        )
     except ImportError:
         return None
     cwd = os.getcwd()
     os.chdir(ROOT)  # mutmut reads setup.cfg and mutants/ from the working directory
     try:
-        diff = get_diff_for_mutant(mutant)
+        functions = read_functions_from_index(mutant, path)
+        if functions is None:
+            module = read_mutants_module(path)
+            functions = (read_original_function(module, mutant),
+                         read_mutant_function(module, mutant))
+        before, after = (cst.Module([f]).code.strip() for f in functions)
     except Exception:  # a missing diff must not lose the summary
         return None
     finally:
         os.chdir(cwd)
-    lines = [line for line in diff.splitlines()
-             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    return "\n".join(lines)
+    return before, after
+
+
+def change_of(before: str, after: str) -> tuple[str, set[int]]:
+    """The mutation as ``-``/``+`` lines, and the numbers of the lines it changed in
+    ``before`` (1-based)."""
+    lines, changed = [], set()
+    old, new = before.splitlines(), after.splitlines()
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        lines += [f"-{line}" for line in old[a0:a1]]
+        lines += [f"+{line}" for line in new[b0:b1]]
+        changed |= set(range(a0 + 1, a1 + 1)) or {a0 + 1}
+    return "\n".join(lines), changed
+
+
+def only_in_log_calls(before: str, changed: set[int]) -> bool:
+    """Whether every changed line lies in a ``log.<level>(...)`` call (its text, its
+    arguments): what a log line says is not what the module decides."""
+    try:
+        tree = ast.parse(textwrap.dedent(before))
+    except SyntaxError:
+        return False
+    spans = [(node.lineno, node.end_lineno or node.lineno) for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and isinstance(node.func.value, ast.Name) and node.func.value.id == "log"
+             and node.func.attr in LOG_LEVELS]
+    return bool(changed) and all(any(a <= n <= b for a, b in spans) for n in changed)
 
 
 def runs_of(mutants: Path) -> list[dict[str, Any]]:
@@ -123,17 +181,21 @@ def summarise(mutants: Path = MUTANTS, reasons_path: Path = REASONS,
             listed_names.add(name)
             reason = reasons.get(name)
             entry: dict[str, Any] = {"mutant": name, "module": source, "status": status(code)}
-            if diffs:
-                entry["change"] = change_of(name)
+            functions = functions_of(name, source) if diffs else None
+            if functions is not None:
+                entry["change"], changed = change_of(*functions)
+                if reason is None and only_in_log_calls(functions[0], changed):
+                    reason = {"kind": LOG_REASON[0], "why": LOG_REASON[1], "rule": "log call"}
             if reason is None:
                 entry["unexplained"] = True
             else:
-                entry.update(kind=reason["kind"], why=reason["why"])
+                entry.update(reason)
                 equivalent += reason["kind"] == "equivalent"
             survivors.append(entry)
         modules[source] = {**{key: counts[key] for key in COUNTED if counts[key]},
                            "total": sum(counts.values()), "score": score(counts),
-                           "score_without_equivalent": score(counts, equivalent)}
+                           "score_without_equivalent": score(counts, equivalent),
+                           "tests_score": tests_score(counts)}
         totals += counts
         equivalent_total += equivalent
     unexplained = [entry["mutant"] for entry in survivors if entry.get("unexplained")]
@@ -144,14 +206,17 @@ def summarise(mutants: Path = MUTANTS, reasons_path: Path = REASONS,
                    f"Python {platform.python_version()}",
         "command": "make mutate",
         "runs": runs_of(mutants),
-        "score_definition": "(killed + timeout) / (all mutants - skipped), in percent; "
-                            "score_without_equivalent also leaves out the survivors "
-                            "reviewed as equivalent",
+        "score_definition": "(killed + timeout + caught_by_type_check) / (all mutants - "
+                            "skipped - not_checked), in percent; score_without_equivalent "
+                            "also leaves out the survivors reviewed as equivalent; "
+                            "tests_score is (killed + "
+                            "timeout) / (all mutants - skipped - not_checked - "
+                            "caught_by_type_check)",
         "total": {**{key: totals[key] for key in COUNTED if totals[key]},
                   "total": sum(totals.values()), "score": score(totals),
                   "equivalent": equivalent_total,
                   "score_without_equivalent": score(totals, equivalent_total),
-                  "unexplained": len(unexplained)},
+                  "tests_score": tests_score(totals), "unexplained": len(unexplained)},
         "modules": modules,
         "survivors": survivors,
         "unexplained": unexplained,
@@ -184,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text)
     total = summary["total"]
     print(f"mutants {total['total']}: killed {total.get('killed', 0)}, "
+          f"by mypy {total.get('caught_by_type_check', 0)}, "
           f"timeout {total.get('timeout', 0)}, survived {total.get('survived', 0)}, "
-          f"no tests {total.get('no_tests', 0)}; score {total['score']}% "
-          f"({total['score_without_equivalent']}% without equivalent ones); "
+          f"no tests {total.get('no_tests', 0)}, not checked {total.get('not_checked', 0)}; "
+          f"score {total['score']}% ({total['score_without_equivalent']}% without "
+          f"equivalent ones; tests alone {total['tests_score']}%); "
           f"{total['unexplained']} unexplained" + (f"; written to {args.out}" if args.out else ""),
           file=sys.stderr)
     return 0
