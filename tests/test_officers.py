@@ -492,3 +492,63 @@ def test_the_last_active_admin_cannot_be_removed(clocked: Runtime, change: str) 
     _, token = invite(clocked, "deputy@example.org", "admin")
     set_up(clocked, token)
     remove(boss_id)  # another active admin: allowed
+
+
+# --- the officer's own account ------------------------------------------------------
+
+NEW_PASSWORD = "a different long passphrase"
+
+
+def test_changing_the_password_needs_the_old_one_and_ends_every_session(
+        active: tuple[Runtime, str, str, list[str]]) -> None:
+    rt, officer_id, secret, _ = active
+    tokens = [signed_in(rt, secret), signed_in(rt, secret)]
+    with rt.transaction() as session, pytest.raises(OfficerError, match="current password"):
+        accounts.change_password(session, rt, held(session, officer_id), "not it at all",
+                                 NEW_PASSWORD)
+    with rt.transaction() as session, pytest.raises(OfficerError, match="at least 12"):
+        accounts.change_password(session, rt, held(session, officer_id), PASSWORD, "short")
+    assert all(alive(rt, t) for t in tokens)
+    with rt.transaction() as session:
+        accounts.change_password(session, rt, held(session, officer_id), PASSWORD,
+                                 NEW_PASSWORD)
+    assert not any(alive(rt, t) for t in tokens)
+    assert signin.sign_in(rt, EMAIL, PASSWORD, next_code(rt, secret), HERE).outcome \
+        == Outcome.REFUSED
+    assert signin.sign_in(rt, EMAIL, NEW_PASSWORD, next_code(rt, secret), HERE).outcome \
+        == Outcome.SIGNED_IN
+    assert ("officer.password_changed", f"officer:{officer_id}",
+            {"officer": officer_id}) in trail(rt)
+
+
+def test_new_recovery_codes_replace_the_old_ones(
+        active: tuple[Runtime, str, str, list[str]]) -> None:
+    rt, officer_id, _, old = active
+    with rt.transaction() as session, pytest.raises(OfficerError, match="current password"):
+        accounts.renew_recovery_codes(session, rt, held(session, officer_id), "wrong!")
+    with rt.transaction() as session:
+        new = accounts.renew_recovery_codes(session, rt, held(session, officer_id), PASSWORD)
+    assert len(new) == 10 and not set(new) & set(old)
+    assert signin.sign_in(rt, EMAIL, PASSWORD, old[0], HERE).outcome == Outcome.REFUSED
+    assert signin.sign_in(rt, EMAIL, PASSWORD, new[0], HERE).recovery_left == 9
+    assert ("officer.recovery_codes_renewed", f"officer:{officer_id}",
+            {"officer": officer_id, "recovery_codes": 10}) in trail(rt)
+
+
+def test_a_reset_takes_both_factors_away_and_gives_a_new_link(
+        active: tuple[Runtime, str, str, list[str]]) -> None:
+    """An officer who lost their phone and their codes: an admin resets them."""
+    rt, officer_id, secret, codes = active
+    token = signed_in(rt, secret)
+    with rt.transaction() as session:
+        invitation = accounts.reset(session, rt, held(session, officer_id),
+                                    actor="officer:boss")
+    assert not alive(rt, token)
+    reset = officer(rt, officer_id)
+    assert reset.status == OfficerStatus.INVITED and reset.password_hash is None
+    assert reset.totp_secret_ct is None and reset.setup_expires_at == invitation.expires_at
+    assert signin.sign_in(rt, EMAIL, PASSWORD, codes[1], HERE).outcome == Outcome.REFUSED
+    new_secret, _ = set_up(rt, invitation.url.rsplit("/", 1)[1])
+    assert signin.sign_in(rt, EMAIL, PASSWORD, next_code(rt, new_secret), HERE).outcome \
+        == Outcome.SIGNED_IN
+    assert ("officer.reset", "officer:boss", {"officer": officer_id}) in trail(rt)

@@ -10,4 +10,11 @@ from flask import Blueprint
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
-from . import actions, admin, errors, request_views, views  # noqa: E402,F401  (registers on bp)
+from . import (  # noqa: E402,F401  (registers on bp)
+    account,
+    actions,
+    admin,
+    errors,
+    request_views,
+    views,
+)

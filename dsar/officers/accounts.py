@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .. import audit, entropy
@@ -132,14 +132,66 @@ def set_up(session: Session, rt: Runtime, officer: Officer, password: str, secre
     officer.totp_last_step = step
     officer.status = OfficerStatus.ACTIVE
     officer.setup_digest = officer.setup_expires_at = None
-    codes = factors.new_recovery_codes()
-    session.add_all(OfficerRecoveryCode(
-        code_digest=factors.recovery_digest(rt.crypto, officer.id, code), officer_id=officer.id)
-        for code in codes)
+    codes = _new_recovery_codes(session, rt, officer)
     audit.record(session, rt.crypto, "officer.enrolled", actor=actor_of(officer),
                  details={"officer": officer.id, "factors": ["password", "totp"],
                           "recovery_codes": len(codes)})
     return codes
+
+
+def _new_recovery_codes(session: Session, rt: Runtime, officer: Officer) -> list[str]:
+    """Ten new codes, the old ones gone."""
+    session.execute(delete(OfficerRecoveryCode).where(
+        OfficerRecoveryCode.officer_id == officer.id))
+    codes = factors.new_recovery_codes()
+    session.add_all(OfficerRecoveryCode(
+        code_digest=factors.recovery_digest(rt.crypto, officer.id, code), officer_id=officer.id)
+        for code in codes)
+    return codes
+
+
+def _check_password(rt: Runtime, officer: Officer, password: str) -> None:
+    if not factors.password_matches(rt.password_hasher, officer.password_hash, password):
+        raise OfficerError("That is not your current password.")
+
+
+def change_password(session: Session, rt: Runtime, officer: Officer, current: str,
+                    new: str) -> None:
+    """The officer's own change: every session of theirs ends (this one too)."""
+    _check_password(rt, officer, current)
+    problem = factors.password_problem(new, email_of(rt, officer))
+    if problem:
+        raise OfficerError(problem)
+    officer.password_hash = factors.hash_password(rt.password_hasher, new)
+    sessions.end_all(session, officer.id)
+    audit.record(session, rt.crypto, "officer.password_changed", actor=actor_of(officer),
+                 details={"officer": officer.id})
+
+
+def renew_recovery_codes(session: Session, rt: Runtime, officer: Officer,
+                         password: str) -> list[str]:
+    """Ten new recovery codes (the password proves it is the officer); shown once."""
+    _check_password(rt, officer, password)
+    codes = _new_recovery_codes(session, rt, officer)
+    audit.record(session, rt.crypto, "officer.recovery_codes_renewed", actor=actor_of(officer),
+                 details={"officer": officer.id, "recovery_codes": len(codes)})
+    return codes
+
+
+def reset(session: Session, rt: Runtime, officer: Officer, actor: str) -> Invitation:
+    """Take both factors away (a lost phone and lost codes): the officer is
+    invited again, with a new set-up link; their sessions end."""
+    if officer.status != OfficerStatus.ACTIVE:
+        raise OfficerError("only an active officer can be reset")
+    officer.status = OfficerStatus.INVITED
+    officer.password_hash = officer.totp_secret_ct = officer.totp_last_step = None
+    session.execute(delete(OfficerRecoveryCode).where(
+        OfficerRecoveryCode.officer_id == officer.id))
+    sessions.end_all(session, officer.id)
+    invitation = _invite(rt, officer, now_of(session))
+    audit.record(session, rt.crypto, "officer.reset", actor=actor,
+                 details={"officer": officer.id})
+    return invitation
 
 
 def set_role(session: Session, rt: Runtime, officer: Officer, role: OfficerRole | str,

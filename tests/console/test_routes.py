@@ -24,6 +24,10 @@ ROLES: dict[str, set[str]] = {
     "console.officer_disable": {A},
     "console.officer_invite": {A},
     "console.connectors": {A},
+    "console.officer_reset": {A},
+    "console.account": {A, R, U},
+    "console.account_password": {A, R, U},
+    "console.account_recovery_codes": {A, R, U},
 }
 #: values for the URL's variables
 ARGS = {"token": "x" * 43, "request_id": "0" * 32, "officer_id": "0" * 16}
