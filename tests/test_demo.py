@@ -194,6 +194,11 @@ def test_demo_command(make_app: Callable[..., Flask], tmp_path: Path) -> None:
     assert f"verification emails land in {outbox}/" in result.output
     assert str(tmp_path / "instance" / "connectors.toml") in result.output
     assert "ada.quillby@example.org" in result.output
+    # an admin for the console, set up from the link printed (the first run only)
+    assert "console: set up the demo admin officer@example.org at http://" in result.output
+    assert "/console/setup/" in result.output
+    again = runner.invoke(main, ["demo"], obj=info, catch_exceptions=False)
+    assert "console: a new set-up link for officer@example.org" in again.output
     # the same process now uses the file that did not exist when the app started
     checked = runner.invoke(main, ["connectors", "check"], obj=info, catch_exceptions=False)
     assert checked.exit_code == 0, checked.output

@@ -12,8 +12,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..runtime import runtime
-from .base import connectors_or_fail, main
+from ..runtime import Runtime, runtime
+from .base import actor, connectors_or_fail, main
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +139,28 @@ def demo_command(force: bool, customers: int) -> None:
         click.echo("verification emails are sent through DSAR_SMTP_URL")
     else:
         click.echo(f"verification emails land in {rt.settings['OUTBOX_DIR']}/ (no SMTP)")
+    _demo_officer(rt)
+
+
+#: the demo's console admin: invited by `dsar demo`, set up from the link it prints
+DEMO_OFFICER = "officer@example.org"
+
+
+def _demo_officer(rt: Runtime) -> None:
+    """An admin for the console's tour, while no other officer exists; a new
+    set-up link each run until it is set up."""
+    from ..models import OfficerStatus
+    from ..officers import accounts
+
+    with rt.transaction() as session:
+        officer = accounts.find(session, rt, DEMO_OFFICER)
+        if officer is None and not accounts.everyone(session):
+            invitation = accounts.create(session, rt, DEMO_OFFICER, "admin", actor=actor())
+            said = f"set up the demo admin {DEMO_OFFICER} at"
+        elif officer is not None and officer.status == OfficerStatus.INVITED:
+            invitation = accounts.invite_again(session, rt, officer, actor=actor())
+            said = f"a new set-up link for {DEMO_OFFICER}:"
+        else:
+            click.echo(f"console: {rt.settings['BASE_URL']}/console/ (dsar officers list)")
+            return
+    click.echo(f"console: {said} {invitation.url}")
