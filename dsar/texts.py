@@ -99,6 +99,15 @@ DEFAULTS: dict[str, str] = {
     "status.denied": "We cannot carry out this request.",
     "status.expired": "This request has expired: the email address was not confirmed in time.",
     "status.cancelled": "This request was cancelled.",
+    "status.paused": "We need something from you before we can go on: we have written to "
+                     "you. The time we wait is not counted: the date we answer by moves by it.",
+    "status.paused.identity": "We need to confirm who you are before we can go on: we have "
+                              "written to you about what we need. The time we wait is not "
+                              "counted: the date we answer by moves by it.",
+    "status.paused.clarification": "We need you to tell us more about what you are asking "
+                                   "for: we have written to you. The time we wait is not "
+                                   "counted: the date we answer by moves by it.",
+    "status.extended": "Why we need more time",
     "progress.waiting": "waiting",
     "progress.working": "in progress",
     "progress.done": "done",

@@ -23,6 +23,10 @@ ALLOWED = {
     ("processing", "completed"), ("processing", "partially_failed"),
     ("processing", "cancelled"),
     ("partially_failed", "processing"), ("partially_failed", "cancelled"),
+    # the clock paused while waiting for the requester, and resumed to where it was
+    ("received", "paused"), ("verifying", "paused"), ("awaiting_review", "paused"),
+    ("paused", "received"), ("paused", "verifying"), ("paused", "awaiting_review"),
+    ("paused", "cancelled"),
 }
 PAIRS = list(itertools.product([s.value for s in Status], repeat=2))
 

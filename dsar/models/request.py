@@ -49,6 +49,13 @@ class Request(Base):
     is_review_required: Mapped[bool] = mapped_column(default=True)
     details_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     status_reason: Mapped[str | None] = mapped_column(Text)
+    #: the one Art. 12(3) extension: when, and why (told to the requester, like status_reason)
+    extended_at: Mapped[datetime | None]
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    #: while paused: since when, the state to resume to, what the requester is asked for
+    paused_at: Mapped[datetime | None]
+    paused_from: Mapped[str | None] = mapped_column(String(24))
+    paused_for: Mapped[str | None] = mapped_column(String(20))
     #: keyed hash of the requester's status link token (the token is shown once)
     status_token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
 

@@ -47,12 +47,14 @@ def status_context(session: Session, rt: Runtime, request: Request) -> dict[str,
     progress: dict[str, str] = {}
     for item in view["progress"]:  # a later task of a store (after discovery) wins
         progress[item["store"]] = texts[f"progress.{item['state']}"]
+    variant = request.paused_for if state == Status.PAUSED else request.kind
     return {
         "request_id": request.id, "state": state,
-        "state_text": texts.get(f"status.{state}.{request.kind}", texts[f"status.{state}"]),
+        "state_text": texts.get(f"status.{state}.{variant}", texts[f"status.{state}"]),
         "kind_text": texts[f"kind.{request.kind}"],
         "received_at": when(texts, request.received_at), "due_at": when(texts, request.due_at),
         "progress": sorted(progress.items()), "reason": view["reason"],
+        "reason_label": texts["status.reason" if state == Status.DENIED else "status.extended"],
         "refresh": state in REFRESHING, "verifying": state == "verifying",
         "code_minutes": int(float(rt.settings["CODE_TTL_SECONDS"]) // 60),
         "download": _download(session, rt, request),

@@ -31,5 +31,8 @@ class RequestRequesterView(Schema):
     reason = fields.Method("_reason")
 
     def _reason(self, request: Any) -> str | None:
-        """Only a denial's reason is meant for the requester."""
-        return request.status_reason if request.status == Status.DENIED else None
+        """A denial's reason, or else why the deadline was extended (Art. 12(3)):
+        the reasons meant for the requester."""
+        if request.status == Status.DENIED:
+            return request.status_reason  # type: ignore[no-any-return]
+        return request.extension_reason  # type: ignore[no-any-return]

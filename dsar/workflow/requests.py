@@ -1,4 +1,5 @@
-"""Intake and officer decisions: submit, verify, approve, deny, cancel, retry.
+"""Intake and officer decisions: submit, verify, approve, deny, cancel, retry,
+extend the deadline, pause the clock and resume it.
 
 Each function changes one request inside the caller's transaction and records
 its audit event there (through :func:`states.transition`); the caller commits.
@@ -9,16 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
-from ..models import Request, Task
+from ..models import ErasurePreview, Request, Task
 from ..models.request import new_request_id
 from ..runtime import Runtime
 from . import engine, export_step
+from . import extensions as clock
 from .deadlines import due_date
+from .extensions import Refused, WaitingFor
 from .states import IllegalTransition, RequestKind, Status, transition
 from .subjects import add_identifiers
 from .task_states import OPEN, Step, TaskStatus, move
@@ -76,9 +80,39 @@ def mark_verified(session: Session, rt: Runtime, request: Request, *, actor: str
         engine.start_processing(session, rt, request, actor="system")
 
 
-def approve(session: Session, rt: Runtime, request: Request, *, actor: str) -> None:
-    """An officer approves an erasure; processing starts."""
-    transition(session, rt.crypto, request, Status.APPROVED, actor=actor)
+class PreviewFailed(ValueError):
+    """The erasure's stored preview failed for these stores: approving needs a reason."""
+
+    def __init__(self, stores: list[str]) -> None:
+        super().__init__(f"the erasure preview failed for {', '.join(stores)}: approving "
+                         "anyway needs a reason")
+        self.stores = stores
+
+
+def failed_preview_stores(session: Session, request: Request) -> list[str]:
+    """The stores for which the request's stored erasure preview failed
+    (an ``error`` entry), sorted. No preview, or none computed yet: none
+    failed (a store that takes none of the subject's identifiers has a
+    ``note``: not a failure)."""
+    stored = session.scalar(select(ErasurePreview.stores)
+                            .where(ErasurePreview.request_id == request.id))
+    if not stored:
+        return []
+    entries: list[dict[str, Any]] = json.loads(stored)
+    return sorted(str(entry["connector"]) for entry in entries if "error" in entry)
+
+
+def approve(session: Session, rt: Runtime, request: Request, *, actor: str,
+            reason: str | None = None) -> None:
+    """An officer approves an erasure; processing starts. While its stored
+    preview failed for a store, only with a ``reason`` (:class:`PreviewFailed`
+    otherwise), kept on the request and in the event with the stores."""
+    reason = (reason or "").strip() or None
+    failed = failed_preview_stores(session, request)
+    if failed and reason is None:
+        raise PreviewFailed(failed)
+    transition(session, rt.crypto, request, Status.APPROVED, actor=actor, reason=reason,
+               details={"preview_failed": failed} if failed else None)
     engine.start_processing(session, rt, request, actor="system")
 
 
@@ -122,6 +156,60 @@ def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int
         if task.step == Step.EXPORT and task.connector in rerun:
             engine.reset_task(session, rt, task)
     return len(failed)
+
+
+def extend(session: Session, rt: Runtime, request: Request, *, actor: str, months: int,
+           reason: str) -> None:
+    """Extend the deadline by ``months`` further months (Art. 12(3)): once, and
+    only while the first month runs (:class:`Refused` otherwise), with the
+    reason the requester is told. Records ``request.extended``."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("an extension needs a reason")
+    clock.check_months(months)
+    now = rt.now()
+    refusal = clock.extension_refusal(request.status, request.extended_at, request.due_at, now)
+    if refusal is not None:
+        raise Refused(refusal)
+    before = request.due_at
+    request.due_at = clock.extended_due(request.received_at, before, months)
+    request.extended_at, request.extension_reason = now, reason
+    audit.record(session, rt.crypto, "request.extended", actor=actor, request_id=request.id,
+                 details={"months": months, "reason": reason, "due_at_before": before.isoformat(),
+                          "due_at": request.due_at.isoformat()})
+
+
+def pause(session: Session, rt: Runtime, request: Request, *, actor: str, waiting_for: str,
+          note: str | None = None) -> None:
+    """Stop the clock while waiting for the requester's identity or a
+    clarification (UK GDPR Art. 12A): the request becomes ``paused`` and
+    remembers the state it left. ``note`` (optional, officers' words) is kept
+    as the status reason."""
+    if waiting_for not in tuple(WaitingFor):
+        raise ValueError(f"a pause waits for {' or '.join(WaitingFor)}, not {waiting_for!r}")
+    current = request.status
+    transition(session, rt.crypto, request, Status.PAUSED, actor=actor,
+               reason=(note or "").strip() or None,
+               details={"waiting_for": waiting_for, "due_at": request.due_at.isoformat()})
+    request.paused_at, request.paused_from, request.paused_for = rt.now(), current, waiting_for
+
+
+def resume(session: Session, rt: Runtime, request: Request, *, actor: str) -> None:
+    """Start the clock again: back to the state the request was paused in,
+    the due date moved by the time paused. Records ``request.resumed``."""
+    if request.status != Status.PAUSED or request.paused_at is None \
+            or request.paused_from is None:
+        raise IllegalTransition(request.status, "resumed")
+    now = rt.now()
+    due = clock.resumed_due(request.due_at, request.paused_at, now)
+    transition(session, rt.crypto, request, Status(request.paused_from), actor=actor,
+               event="request.resumed",
+               details={"to": request.paused_from, "waited_for": request.paused_for,
+                        "paused_seconds": clock.paused_for(request.paused_at, now)
+                        .total_seconds(), "due_at": due.isoformat()})
+    request.due_at = due
+    request.paused_at = request.paused_from = request.paused_for = None
+    request.status_reason = None
 
 
 def expire_unverified(session: Session, rt: Runtime) -> int:

@@ -35,15 +35,19 @@ class Status(enum.StrEnum):
     PARTIALLY_FAILED = "partially_failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    #: the clock stopped while waiting for the requester (identity, clarification)
+    PAUSED = "paused"
 
 
 S = Status
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     # received -> verified: identity checked out of band by an operator (CLI).
-    S.RECEIVED: frozenset({S.VERIFYING, S.VERIFIED, S.EXPIRED, S.CANCELLED}),
-    S.VERIFYING: frozenset({S.VERIFIED, S.EXPIRED, S.CANCELLED}),
+    S.RECEIVED: frozenset({S.VERIFYING, S.VERIFIED, S.EXPIRED, S.CANCELLED, S.PAUSED}),
+    S.VERIFYING: frozenset({S.VERIFIED, S.EXPIRED, S.CANCELLED, S.PAUSED}),
     S.VERIFIED: frozenset({S.AWAITING_REVIEW, S.PROCESSING, S.CANCELLED}),
-    S.AWAITING_REVIEW: frozenset({S.APPROVED, S.DENIED, S.CANCELLED}),
+    S.AWAITING_REVIEW: frozenset({S.APPROVED, S.DENIED, S.CANCELLED, S.PAUSED}),
+    # waiting for the requester (UK GDPR Art. 12A): resumed to the state it left
+    S.PAUSED: frozenset({S.RECEIVED, S.VERIFYING, S.AWAITING_REVIEW, S.CANCELLED}),
     S.APPROVED: frozenset({S.PROCESSING, S.CANCELLED}),
     S.PROCESSING: frozenset({S.COMPLETED, S.PARTIALLY_FAILED, S.CANCELLED}),
     # an officer may retry what failed
@@ -74,9 +78,10 @@ def can_transition(current: Status | str, target: Status | str) -> bool:
 
 def transition(session: Session, crypto: Crypto, request: Request, target: Status, *,
                actor: str, reason: str | None = None,
-               details: Mapping[str, Any] | None = None) -> None:
-    """Move ``request`` to ``target`` and record ``request.<target>`` in the
-    audit chain, in the caller's transaction.
+               details: Mapping[str, Any] | None = None, event: str | None = None) -> None:
+    """Move ``request`` to ``target`` and record ``request.<target>`` (or
+    ``event``: ``request.resumed`` says more than the state it returns to) in
+    the audit chain, in the caller's transaction.
 
     Raises :class:`IllegalTransition` (and changes nothing) when the table
     forbids the move. ``reason`` is kept on the request and in the event.
@@ -93,5 +98,5 @@ def transition(session: Session, crypto: Crypto, request: Request, target: Statu
     event_details = {"from": current.value, **(details or {})}
     if reason is not None:
         event_details["reason"] = reason
-    audit.record(session, crypto, f"request.{target.value}", actor=actor,
+    audit.record(session, crypto, event or f"request.{target.value}", actor=actor,
                  request_id=request.id, details=event_details)
