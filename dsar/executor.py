@@ -51,7 +51,9 @@ def _outage_pause(outage: Outage, normal: float) -> float:
 def housekeeping_chores(rt: Runtime) -> None:
     """Periodic chores, run by the one holder of the ``housekeeping`` role
     (whichever executor): expire requests never verified in time, remove
-    export parts no request needs. Raises what the database raises."""
+    export parts no request needs, compute the erasure previews officers wait
+    for. Raises what the database raises."""
+    from .workflow import preview
     from .workflow.requests import expire_unverified
 
     with rt.transaction() as session:
@@ -61,6 +63,9 @@ def housekeeping_chores(rt: Runtime) -> None:
     swept = export_step.sweep(rt)
     if swept:
         log.info("removed %d leftover export parts", swept)
+    previewed = preview.refresh(rt)
+    if previewed:
+        log.info("computed %d erasure previews", previewed)
 
 
 @dataclass(frozen=True)

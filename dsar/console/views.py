@@ -1,4 +1,5 @@
-"""Console views: signing in and out, setting an account up, the queue.
+"""Console views: signing in and out, setting an account up (the queue and
+the request pages: :mod:`.request_views`).
 
 Each route declares its roles (:mod:`.access`); forms carry CSRF tokens
 (Flask-WTF, app-wide); every change is one transaction with its audit event.
@@ -19,7 +20,6 @@ from ..officers import accounts, factors, sessions, signin
 from ..officers.accounts import OfficerError
 from ..runtime import runtime
 from . import access, bp
-from .queue import open_requests
 
 ISSUER = "dsar"
 
@@ -147,15 +147,3 @@ def _setup_page(token: str, email: str, secret: str, errors: dict[str, str],
     spaced = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
     return render("console_setup.html", status, token=token, email=email, secret=secret,
                   spaced=spaced, qr=qr, errors=errors, summary=_summary(errors))
-
-
-# --- the queue --------------------------------------------------------------------------
-
-
-@bp.get("/")
-@access.allow(access.EVERYONE)
-def queue() -> Response:
-    rt = runtime()
-    with rt.transaction() as session:
-        rows = open_requests(session, rt.now())
-    return render("console_queue.html", rows=rows)
