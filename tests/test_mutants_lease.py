@@ -147,3 +147,53 @@ def test_heartbeat_logs_an_outage_once_and_again_after_a_recovery(
     assert [r.getMessage() for r in caplog.records] == [
         f"task {task_id}: lease not renewed (app database unavailable); retrying",
         f"task {task_id}: lease not renewed (ValueError); retrying"]
+
+
+def test_renew_extends_only_that_running_task_of_ours(rt: Runtime, clock: MovableClock) -> None:
+    first, second = processing(rt, "a@example.org", "b@example.org")
+    assert lease.claim_task(rt, first, "w:1") and lease.claim_task(rt, second, "w:1")
+    clock.advance(seconds=4)
+    lease.renew(rt, first, "w:1")
+    assert task(rt, first).lease_expires_at == START + timedelta(seconds=14)
+    assert task(rt, second).lease_expires_at == START + timedelta(seconds=10)
+    with pytest.raises(lease.LeaseLost) as lost:
+        lease.renew(rt, first, "w:2")
+    assert lost.value.args == (first,)
+    with rt.transaction() as session:
+        ended = session.get(Task, second)
+        assert ended is not None
+        ended.status = "succeeded"  # recorded; the owner column left as it was
+    with pytest.raises(lease.LeaseLost):
+        lease.renew(rt, second, "w:1")
+    assert task(rt, second).lease_expires_at == START + timedelta(seconds=10)
+
+
+@pytest.mark.parametrize(("running", "overdue", "given_up"), [
+    (60.0, False, False),  # TASK_MAX_SECONDS, to the instant: not past it
+    (60.5, True, False),   # past it: the call is asked to stop
+    (70.0, True, False),   # a lease (10 s) later, to the instant: still waited for
+    (70.5, True, True),    # then the task fails without the call
+], ids=["at the maximum", "past it", "a lease later", "past that"])
+def test_the_heartbeat_asks_a_task_past_its_maximum_to_stop_then_gives_up(
+        rt: Runtime, clock: MovableClock, running: float, overdue: bool,
+        given_up: bool) -> None:
+    rt.settings["TASK_MAX_SECONDS"] = 60.0
+    failed: list[bool] = []
+    clock.advance(seconds=100)  # the task starts some time after the clock's start
+    beat = lease.Heartbeat(rt, 1, "w:1", on_overdue=lambda: failed.append(True))
+    clock.advance(seconds=min(running, 60.5))
+    assert beat._past_deadline() is False  # the first look past it only asks
+    assert (beat.overdue, beat.stop.is_set()) == (overdue, overdue)
+    clock.advance(seconds=running - min(running, 60.5))
+    assert beat._past_deadline() is given_up
+    assert (bool(failed), beat.lost.is_set()) == (given_up, given_up)
+
+
+def test_without_on_overdue_the_heartbeat_only_asks(rt: Runtime, clock: MovableClock) -> None:
+    rt.settings["TASK_MAX_SECONDS"] = 60.0
+    clock.advance(seconds=100)
+    beat = lease.Heartbeat(rt, 1, "w:1")
+    clock.advance(seconds=61)
+    assert beat._past_deadline() is False and beat.overdue
+    clock.advance(seconds=3600)
+    assert beat._past_deadline() is False and not beat.lost.is_set()
