@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from dsar.clock import MovableClock
 from dsar.connector import Capability, Connector, Subject
+from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, Request, Task
 from dsar.runtime import Runtime
 from dsar.workflow import erasure
@@ -21,6 +24,7 @@ from dsar.workflow.preview import preview_erasure
 from tests.support.engine_connectors import TYPES, Script, ScriptedConnector
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
+START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
 def events(rt: Runtime, action: str) -> list[AuditEvent]:
@@ -143,3 +147,47 @@ def test_a_denial_without_a_reason_is_refused(stores: Runtime, reason: str) -> N
             flow.deny(session, stores, request, actor="officer:kim", reason=reason)
         assert str(refused.value) == "a denial needs a reason"
         assert request.status == "awaiting_review"
+
+
+def test_an_officers_retry_resets_the_failed_task_to_a_fresh_start(
+        stores: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """broken fails for good; the retry makes its task new again (no attempts, reclaims,
+    records, result or error) and records how many tasks it retried."""
+    stores.clock = MovableClock(START)
+    with stores.transaction() as session:
+        request = flow.submit(session, stores, "access", {"email": [ALICE]})
+        flow.mark_verified(session, stores, request, actor="test", method="test")
+        request_id = request.id
+    with InProcessExecutor(stores, 1, poll_seconds=0.02) as executor:
+        assert executor.wait_until_idle(30)
+    with stores.transaction() as session:
+        broken = session.scalars(select(Task).where(Task.request_id == request_id,
+                                                    Task.connector == "broken")).one()
+        assert (broken.status, broken.attempts) == ("failed", 1)
+        broken.reclaims, broken.record_count = 2, 7
+        broken.lease_owner, broken.lease_expires_at = "w:gone", START
+    stores.clock.advance(hours=1)  # type: ignore[attr-defined]
+    with stores.transaction() as session:
+        request = session.get(Request, request_id)
+        assert request is not None and request.status == "partially_failed"
+        assert flow.retry(session, stores, request, actor="officer:kim") == 1
+    with stores.transaction() as session:
+        broken = session.scalars(select(Task).where(Task.request_id == request_id,
+                                                    Task.connector == "broken")).one()
+        assert (broken.status, broken.attempts, broken.reclaims, broken.record_count,
+                broken.result, broken.retrying_since, broken.lease_owner,
+                broken.lease_expires_at, broken.last_error, broken.finished_at) == \
+            ("pending", 0, 0, 0, None, None, None, None, None, None)
+        assert broken.not_before == START + timedelta(hours=1)
+    [event] = [e for e in events(stores, "request.processing") if e.actor == "officer:kim"]
+    assert json.loads(event.details) == {"from": "partially_failed", "retried_tasks": 1}
+
+
+def test_an_approval_starts_the_work_as_the_system(stores: Runtime) -> None:
+    request_id = awaiting_review(stores, ALICE)
+    with stores.transaction() as session:
+        request = session.get(Request, request_id)
+        assert request is not None
+        flow.approve(session, stores, request, actor="officer:kim")
+    assert [e.actor for e in events(stores, "request.approved")] == ["officer:kim"]
+    assert [e.actor for e in events(stores, "request.processing")] == ["system"]
