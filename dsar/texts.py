@@ -108,6 +108,16 @@ DEFAULTS: dict[str, str] = {
                                    "for: we have written to you. The time we wait is not "
                                    "counted: the date we answer by moves by it.",
     "status.extended": "Why we need more time",
+    # the reasons an officer chooses from to deny an erasure (the console adds
+    # their own words after it); an empty text is not offered
+    "deny.reason.legal_obligation": "We must keep this data to meet a legal obligation "
+                                    "(GDPR Art. 17(3)(b)).",
+    "deny.reason.legal_claims": "We need this data to establish, exercise or defend legal "
+                                "claims (GDPR Art. 17(3)(e)).",
+    "deny.reason.identity": "We could not confirm that the data is about you (GDPR Art. "
+                            "12(6)).",
+    "deny.reason.unfounded": "The request is manifestly unfounded or excessive (GDPR Art. "
+                             "12(5)).",
     "progress.waiting": "waiting",
     "progress.working": "in progress",
     "progress.done": "done",

@@ -31,6 +31,14 @@ ROLES: dict[str, set[str]] = {
     "console.account": {A, R, U},
     "console.account_password": {A, R, U},
     "console.account_recovery_codes": {A, R, U},
+    # an officer's actions on a request: the form (and its check), the confirmation
+    "console.approve": {A, R}, "console.approve_confirm": {A, R},
+    "console.deny": {A, R}, "console.deny_confirm": {A, R},
+    "console.extend": {A, R}, "console.extend_confirm": {A, R},
+    "console.pause": {A, R}, "console.pause_confirm": {A, R},
+    "console.resume": {A, R}, "console.resume_confirm": {A, R},
+    "console.retry": {A, R}, "console.retry_confirm": {A, R},
+    "console.cancel": {A, R}, "console.cancel_confirm": {A, R},
 }
 #: values for the URL's variables
 ARGS = {"token": "x" * 43, "request_id": "0" * 32, "officer_id": "0" * 16}
