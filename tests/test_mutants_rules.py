@@ -1,0 +1,62 @@
+"""Small rules `make mutate` found loose: the last retry allowed is the one landing exactly
+at the give-up time, the refusals' messages, and a part writer's abort being safe twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsar.models import Task
+from dsar.workflow import retry
+from dsar.workflow.parts import PartWriter
+from dsar.workflow.states import IllegalTransition
+from dsar.workflow.task_states import IllegalTaskMove
+
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+class Settings:
+    settings = {"TASK_RETRY_SECONDS": 60.0, "TASK_RETRY_MAX_DELAY_SECONDS": 3600.0,
+                "TASK_RETRY_WINDOW_HOURS": 1.0, "TASK_RETRY_DUE_MARGIN_DAYS": 2.0}
+
+
+@pytest.mark.parametrize(("retrying_for", "expected"), [
+    (timedelta(minutes=58), NOW + timedelta(seconds=60)),
+    (timedelta(minutes=59), NOW + timedelta(seconds=60)),  # lands on the window's end
+    (timedelta(minutes=59, microseconds=1), None),
+], ids=["within the window", "exactly at its end", "a microsecond past it"])
+def test_a_retry_may_land_on_the_give_up_time_but_not_after(
+        monkeypatch: pytest.MonkeyPatch, retrying_for: timedelta,
+        expected: datetime | None) -> None:
+    monkeypatch.setattr(retry.random, "uniform", lambda _low, high: high)  # no jitter
+    rt: Any = Settings()
+    task = Task(attempts=1, retrying_since=NOW - retrying_for)
+    assert retry.next_try(rt, task, NOW + timedelta(days=30), NOW) == expected
+
+
+def test_a_retry_may_land_on_the_due_margin_but_not_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry.random, "uniform", lambda _low, high: high)
+    rt: Any = Settings()
+    due = NOW + timedelta(days=2, seconds=60)
+    assert retry.next_try(rt, Task(attempts=1), due, NOW) == NOW + timedelta(seconds=60)
+    assert retry.next_try(rt, Task(attempts=1), due - timedelta(microseconds=1), NOW) is None
+
+
+def test_refused_moves_name_both_states() -> None:
+    assert str(IllegalTaskMove("succeeded", "running")) == \
+        "a task that is succeeded cannot become running"
+    assert str(IllegalTransition("completed", "processing")) == \
+        "a request that is completed cannot become processing"
+
+
+def test_aborting_a_part_twice_is_harmless(tmp_path: Path) -> None:
+    writer = PartWriter(tmp_path, "r1", "crm", run="a")
+    assert writer.tmp.is_dir()
+    writer.abort()
+    assert not writer.tmp.exists()
+    writer.abort()  # e.g. a stop after the part was already given up
+    assert not writer.final.exists()
