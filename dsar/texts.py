@@ -181,6 +181,15 @@ DEFAULTS: dict[str, str] = {
 }
 
 
+def deny_reasons(texts: Mapping[str, str]) -> dict[str, str]:
+    """The reasons an officer chooses from to deny an erasure, by key: the texts
+    ``deny.reason.*`` (a company words them in ``DSAR_TEXTS``; an empty one is
+    not offered)."""
+    prefix = "deny.reason."
+    return {key.removeprefix(prefix): text for key, text in texts.items()
+            if key.startswith(prefix) and text.strip()}
+
+
 def load_texts(path: str | None) -> dict[str, str]:
     """The defaults with the overrides of the TOML file at ``path``."""
     texts = dict(DEFAULTS)

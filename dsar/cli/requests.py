@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..models import ExportBundle
+from ..models import ExportBundle, OfficerRole
 from ..runtime import Runtime, runtime
 from ..workflow import downloads
 from ..workflow.states import RequestKind
@@ -142,28 +142,47 @@ def waiting_lines(waiting: list[dict[str, Any]]) -> list[str]:
             f"{w['next_try_at']}" for w in waiting]
 
 
-def _decide(request_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
+#: who may decide a request with --as
+REVIEWERS = frozenset({OfficerRole.REVIEWER, OfficerRole.ADMIN})
+AS = click.option("--as", "as_email", default=None, metavar="EMAIL",
+                  help="Act as this officer (an active reviewer or admin); default: the "
+                       "operator account.")
+
+
+def _decide(request_id: str, action: Callable[..., Any], as_email: str | None,
+            show_due: bool = False, **kwargs: Any) -> None:
+    """Run ``action`` on the request (locked) in one transaction, as the operator
+    or, with ``--as``, as that officer (named by id in the trail); prints the
+    request's status (and its due date: ``show_due``)."""
+    from ..officers import accounts
+    from ..workflow.extensions import Refused
     from ..workflow.states import IllegalTransition
 
     try:
         with transaction() as (rt, session):
+            who = actor() if as_email is None else accounts.actor_of(
+                accounts.acting_officer(session, rt, as_email, REVIEWERS))
             request = get_request(session, request_id, lock=True)
-            action(session, rt, request, actor=actor(), **kwargs)
-            status = request.status
-    except (IllegalTransition, ValueError) as exc:
+            action(session, rt, request, actor=who, **kwargs)
+            status, due = request.status, request.due_at
+    except (IllegalTransition, Refused, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{request_id} {status}")
+    click.echo(f"{request_id} {status} due {due.isoformat()}" if show_due
+               else f"{request_id} {status}")
 
 
 @requests.command("approve")
 @click.argument("request_id")
+@click.option("--reason", default=None,
+              help="Why, when the stored erasure preview failed for a store (needed then).")
+@AS
 @with_appcontext
-def requests_approve(request_id: str) -> None:
+def requests_approve(request_id: str, reason: str | None, as_email: str | None) -> None:
     """Approve an erasure awaiting review; it starts processing."""
     from ..workflow import requests as flow
 
     connectors_or_fail(runtime())
-    _decide(request_id, flow.approve)
+    _decide(request_id, flow.approve, as_email, reason=reason)
 
 
 @requests.command("plan")
@@ -195,35 +214,88 @@ def requests_plan(request_id: str, as_json: bool) -> None:
 
 @requests.command("deny")
 @click.argument("request_id")
-@click.option("--reason", required=True, help="Why, in words the requester will read.")
+@click.option("--reason", default=None, help="Why, in words the requester will read "
+              "(after the --template's text, if any).")
+@click.option("--template", default=None, metavar="KEY",
+              help="A reason from the texts deny.reason.KEY (DSAR_TEXTS), e.g. legal_claims.")
+@AS
 @with_appcontext
-def requests_deny(request_id: str, reason: str) -> None:
+def requests_deny(request_id: str, reason: str | None, template: str | None,
+                  as_email: str | None) -> None:
     """Deny an erasure awaiting review."""
+    from ..texts import deny_reasons
     from ..workflow import requests as flow
 
-    _decide(request_id, flow.deny, reason=reason)
+    templates = deny_reasons(runtime().texts)
+    if template is not None and template not in templates:
+        raise click.UsageError(f"--template: one of {', '.join(templates)}")
+    words = " ".join(part for part in (templates.get(template or ""), (reason or "").strip())
+                     if part)  # neither: the workflow says a denial needs a reason
+    _decide(request_id, flow.deny, as_email, reason=words)
 
 
 @requests.command("cancel")
 @click.argument("request_id")
 @click.option("--reason", required=True)
+@AS
 @with_appcontext
-def requests_cancel(request_id: str, reason: str) -> None:
+def requests_cancel(request_id: str, reason: str, as_email: str | None) -> None:
     """Cancel a request that has not ended."""
     from ..workflow import requests as flow
 
-    _decide(request_id, flow.cancel, reason=reason)
+    _decide(request_id, flow.cancel, as_email, reason=reason)
 
 
 @requests.command("retry")
 @click.argument("request_id")
+@AS
 @with_appcontext
-def requests_retry(request_id: str) -> None:
+def requests_retry(request_id: str, as_email: str | None) -> None:
     """Run the failed tasks of a partially failed request again."""
     from ..workflow import requests as flow
 
     connectors_or_fail(runtime())
-    _decide(request_id, flow.retry)
+    _decide(request_id, flow.retry, as_email)
+
+
+@requests.command("extend")
+@click.argument("request_id")
+@click.option("--months", type=click.IntRange(1, 2), required=True,
+              help="Further months: 1 or 2 (GDPR Art. 12(3)).")
+@click.option("--reason", required=True, help="Why, in words the requester will read.")
+@AS
+@with_appcontext
+def requests_extend(request_id: str, months: int, reason: str, as_email: str | None) -> None:
+    """Extend the deadline once, within the first month, by one or two months."""
+    from ..workflow import requests as flow
+
+    _decide(request_id, flow.extend, as_email, show_due=True, months=months, reason=reason)
+
+
+@requests.command("pause")
+@click.argument("request_id")
+@click.option("--waiting-for", type=click.Choice(["identity", "clarification"]),
+              required=True, help="What the requester was asked for.")
+@click.option("--note", default=None, help="For officers: what was asked, and how.")
+@AS
+@with_appcontext
+def requests_pause(request_id: str, waiting_for: str, note: str | None,
+                   as_email: str | None) -> None:
+    """Stop the clock while waiting for the requester (UK GDPR Art. 12A)."""
+    from ..workflow import requests as flow
+
+    _decide(request_id, flow.pause, as_email, waiting_for=waiting_for, note=note)
+
+
+@requests.command("resume")
+@click.argument("request_id")
+@AS
+@with_appcontext
+def requests_resume(request_id: str, as_email: str | None) -> None:
+    """Start the clock again: the due date moves by the time paused."""
+    from ..workflow import requests as flow
+
+    _decide(request_id, flow.resume, as_email, show_due=True)
 
 
 @requests.command("process")

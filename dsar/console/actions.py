@@ -34,6 +34,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..models import Request, Task
 from ..models.request import is_request_id
 from ..runtime import Runtime, runtime
+from ..texts import deny_reasons
 from ..workflow import extensions as clock
 from ..workflow import requests as flow
 from ..workflow.extensions import Refused, WaitingFor
@@ -52,14 +53,6 @@ WAITING_HINTS = {
                          "Art. 12A; GDPR Art. 12(6)).",
     WaitingFor.CLARIFICATION: "The request is unclear or very wide and you have asked the "
                               "requester to say what they want."}
-
-
-def deny_templates(texts: Mapping[str, str]) -> dict[str, str]:
-    """The denial reasons an officer chooses from: the texts ``deny.reason.*``
-    (the company words them in ``DSAR_TEXTS``; an empty one is not offered)."""
-    prefix = "deny.reason."
-    return {key.removeprefix(prefix): text for key, text in texts.items()
-            if key.startswith(prefix) and text.strip()}
 
 
 @dataclass
@@ -167,7 +160,7 @@ def _approve(ctx: Context, values: Values, actor: str) -> str:
 
 def _deny_check(ctx: Context, form: Mapping[str, str]) -> tuple[Values, Errors]:
     values = {"template": _text(form, "template"), "details": _text(form, "details")}
-    templates = deny_templates(ctx.rt.texts)
+    templates = deny_reasons(ctx.rt.texts)
     errors: Errors = {}
     if values["template"] not in (*templates, OTHER):
         errors["template"] = "Choose the reason for the denial"
@@ -178,7 +171,7 @@ def _deny_check(ctx: Context, form: Mapping[str, str]) -> tuple[Values, Errors]:
 
 
 def _deny_reason(ctx: Context, values: Values) -> str:
-    template = deny_templates(ctx.rt.texts).get(values["template"], "")
+    template = deny_reasons(ctx.rt.texts).get(values["template"], "")
     return " ".join(part for part in (template, values["details"]) if part)
 
 
@@ -385,7 +378,7 @@ def _form_context(action: Action, ctx: Context) -> dict[str, Any]:
     if action.name == "approve":
         return {"failed": flow.failed_preview_stores(ctx.db, ctx.request)}
     if action.name == "deny":
-        return {"templates": deny_templates(ctx.rt.texts), "other": OTHER}
+        return {"templates": deny_reasons(ctx.rt.texts), "other": OTHER}
     if action.name == "extend":
         r = ctx.request
         words = {1: "One further month", 2: "Two further months"}
