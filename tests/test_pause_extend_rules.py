@@ -217,7 +217,7 @@ def test_pause_then_resume_twice(rt: Runtime, clock: MovableClock, status: str) 
     due = at(2026, 4, 2, 9)
     assert state(rt, request_id).due_at == due
     clock.advance(days=1)
-    act(rt, request_id, "pause", waiting_for="identity", note="asked for a passport copy")
+    act(rt, request_id, "pause", waiting_for="identity", note=" asked for a passport copy\n")
     paused = state(rt, request_id)
     assert (paused.status, paused.paused_from, paused.paused_for) == ("paused", status,
                                                                       "identity")
@@ -280,6 +280,25 @@ def test_only_a_paused_request_resumes(rt: Runtime, clock: MovableClock, status:
     with pytest.raises(IllegalTransition, match=f"^a request that is {status} cannot "
                                                 "become resumed$"):
         act(rt, request_id, "resume")
+
+
+@SQLITE
+@pytest.mark.parametrize(("status", "paused_at", "paused_from"), [
+    ("received", RECEIVED, "received"),  # a pause's leftovers do not make it paused
+    ("paused", None, "received"),
+    ("paused", RECEIVED, None),
+])
+def test_resume_needs_a_pause_with_its_start_and_its_state(
+        rt: Runtime, clock: MovableClock, status: str, paused_at: datetime | None,
+        paused_from: str | None) -> None:
+    request_id = new_request(rt, status=status)
+    with rt.transaction() as session:
+        request = flow.get(session, request_id)
+        request.paused_at, request.paused_from = paused_at, paused_from
+    with pytest.raises(IllegalTransition, match=f"^a request that is {status} cannot "
+                                                "become resumed$"):
+        act(rt, request_id, "resume")
+    assert state(rt, request_id).due_at == at(2026, 4, 2, 9)
 
 
 @SQLITE
@@ -354,8 +373,9 @@ def test_an_extension_needs_a_reason(rt: Runtime, clock: MovableClock, reason: s
     request_id = new_request(rt)
     with pytest.raises(ValueError, match="^an extension needs a reason$"):
         act(rt, request_id, "extend", months=1, reason=reason)
-    with pytest.raises(ValueError, match="not 3$"):
+    with pytest.raises(ValueError, match="^an extension is of 1 to 2 further months, not 3$"):
         act(rt, request_id, "extend", months=3, reason="too long")
+    assert state(rt, request_id).extended_at is None
     assert state(rt, request_id).due_at == at(2026, 4, 2, 9)
 
 

@@ -160,13 +160,13 @@ def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int
 
 def extend(session: Session, rt: Runtime, request: Request, *, actor: str, months: int,
            reason: str) -> None:
-    """Extend the deadline by ``months`` further months (Art. 12(3)): once, and
-    only while the first month runs (:class:`Refused` otherwise), with the
-    reason the requester is told. Records ``request.extended``."""
+    """Extend the deadline by ``months`` (1 or 2: :class:`ValueError`) further
+    months (Art. 12(3)): once, and only while the first month runs
+    (:class:`Refused` otherwise), with the reason the requester is told.
+    Records ``request.extended``."""
     reason = reason.strip()
     if not reason:
         raise ValueError("an extension needs a reason")
-    clock.check_months(months)
     now = rt.now()
     refusal = clock.extension_refusal(request.status, request.extended_at, request.due_at, now)
     if refusal is not None:

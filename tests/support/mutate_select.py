@@ -25,6 +25,7 @@ FILES = frozenset({
     "tests/test_crypto_keys.py", "tests/test_deadlines.py", "tests/test_discovery.py",
     "tests/test_download_rules.py", "tests/test_end_to_end.py", "tests/test_engine.py",
     "tests/test_erasure_rules.py", "tests/test_export_bundle_size.py",
+    "tests/test_pause_extend_rules.py",
     "tests/test_export_step.py", "tests/test_lease_rules.py", "tests/test_leases.py",
     "tests/test_retries.py", "tests/test_states.py", "tests/test_task_errors.py",
     "tests/test_task_states.py", "tests/test_verification_rules.py",
