@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
 
 from dsar.clock import MovableClock
@@ -18,6 +19,7 @@ from dsar.models import AuditEvent, ErasurePreview, Request
 from dsar.runtime import Runtime
 from dsar.workflow import extensions as rules
 from dsar.workflow import requests as flow
+from dsar.workflow import verification
 from dsar.workflow.extensions import Refused
 from dsar.workflow.requests import PreviewFailed
 from dsar.workflow.states import IllegalTransition, Status
@@ -444,3 +446,38 @@ def test_an_erasure_previewed_well_is_approved_without_a_reason(
     assert state(rt, request_id).status_reason is None
     assert events(rt, request_id, "request.approved") == [
         ("request.approved", "officer:o1", {"from": "awaiting_review"})]
+
+
+# --- what the requester sees --------------------------------------------------------------
+
+@SQLITE
+@pytest.mark.parametrize(("waiting_for", "said"), [
+    ("identity", "We need to confirm who you are before we can go on"),
+    ("clarification", "We need you to tell us more about what you are asking for"),
+])
+def test_the_requester_sees_the_pause_and_the_extension(
+        app: Flask, rt: Runtime, clock: MovableClock, waiting_for: str, said: str) -> None:
+    with rt.transaction() as session:
+        started = verification.receive(session, rt, "erasure", "ann@example.org")
+        request_id, token = started.request.id, started.status_token
+    act(rt, request_id, "pause", waiting_for=waiting_for, note="officers only")
+    client = app.test_client()
+    document = client.get(f"/api/v1/requests/{request_id}",
+                          headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert (document["status"], document["reason"]) == ("paused", None)
+    assert document["due_at"] == "2026-04-02T09:00:00+00:00"
+    page = client.get(f"/requests/{request_id}?token={token}", follow_redirects=True)
+    assert page.status_code == 200
+    assert said in page.text and "the date we answer by moves by it" in page.text
+    assert "officers only" not in page.text
+    clock.advance(days=2)
+    act(rt, request_id, "resume")
+    act(rt, request_id, "extend", months=1, reason="Your data is in forty systems.")
+    document = client.get(f"/api/v1/requests/{request_id}",
+                          headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert document["status"] == "verifying"
+    assert document["due_at"] == "2026-05-04T09:00:00+00:00"
+    assert document["reason"] == "Your data is in forty systems."
+    page = client.get(f"/requests/{request_id}")
+    assert "Why we need more time" in page.text
+    assert "Your data is in forty systems." in page.text
