@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..crypto import Crypto
 from ..models import Request, SubjectIdentifier
+from ..models.preview import OPEN_PREDICATE
 from ..models.request import is_request_id
 from ..workflow.states import RequestKind, Status
 
@@ -180,7 +181,9 @@ def page_of(session: Session, filters: Filters, now: datetime) -> Page:
 
 def _where(query: _Q, filters: Filters, now: datetime) -> _Q:
     statuses = filters.statuses
-    if statuses is not None:
+    if statuses == OPEN:  # as ix_requests_open_due_at's predicate says it
+        query = query.where(OPEN_PREDICATE)
+    elif statuses is not None:
         query = query.where(Request.status.in_(statuses))
     if filters.kind:
         query = query.where(Request.kind == filters.kind)

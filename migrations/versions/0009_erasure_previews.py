@@ -1,5 +1,6 @@
 """Erasure previews stored per request (computed by a worker, read by the
-console), and the index of the console's queue (status, due date, id).
+console), and the console queue's indexes: the open requests by due date
+(partial), and status, due date, id.
 
 Revision ID: 0009
 Revises: 0008
@@ -34,13 +35,17 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("request_id", name=op.f("pk_erasure_previews")),
     )
+    open_only = sa.text("status NOT IN ('cancelled', 'completed', 'denied', 'expired')")
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.create_index("ix_requests_status_due_at", ["status", "due_at", "id"],
                               unique=False)
+        batch_op.create_index("ix_requests_open_due_at", ["due_at", "id"], unique=False,
+                              postgresql_where=open_only, sqlite_where=open_only)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_requests_open_due_at")
         batch_op.drop_index("ix_requests_status_due_at")
 
     op.drop_table("erasure_previews")
