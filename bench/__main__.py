@@ -6,7 +6,8 @@ JSON API (``bench/drive.py``) and reads each one's time, verified →
 completed, from the server's own rows. Reports median and p95 of access and
 erasure on the shop (sql only) and on the demo stores (sql + maildir +
 slack), on a SQLite and a PostgreSQL app database; the 1M/10k ratio with
-``--large``; the throughput of queued access requests; then the sections
+``--large``; the throughput of queued access requests; then the console's
+queue over 100,000 requests (``bench/console.py``); then the sections
 that need no server (export of a 200,000-message subject, Maildir erasure,
 the engine in-process). ``--compare`` runs only the shop, each dsar request
 followed by one of the leader's (``bench/compare.py``), and prints the ratios.
@@ -31,7 +32,8 @@ from bench import report, runs, shop
 from bench.server import Pg, postgres
 
 LABELS = {10_000: "10k", 100_000: "100k", 1_000_000: "1m"}
-SECTIONS = ("shop", "demo", "queued", "submit", "celery", "export", "maildir", "inprocess")
+SECTIONS = ("shop", "demo", "queued", "submit", "celery", "console", "export", "maildir",
+            "inprocess")
 
 
 def label(customers: int) -> str:
@@ -244,6 +246,12 @@ def _engine(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
         out["submit_load"] = _optional("submit", lambda: _submit_load(pg))
     if "celery" not in skip:
         out["celery"] = _optional("celery", _celery)
+    if "console" not in skip:
+        from bench import console
+
+        print("console_queue (100,000 requests) ...", flush=True)
+        out["console_queue"] = console.run(pg)
+        print(f"  console: {console.brief(out['console_queue'])}", flush=True)
     return out
 
 

@@ -92,6 +92,13 @@ def table(sections: dict[str, Any]) -> str:
                              f"(p95 {d['p95_ms']}), leader {f['median_ms']} ms (p95 "
                              f"{f['p95_ms']}): x{r} (target >= {TARGET_RATIO:.0f}: "
                              f"{_verdict(r >= TARGET_RATIO)})")
+    console = sections.get("console_queue") or {}
+    for page, t in console.items():
+        if isinstance(t, dict):
+            lines.append(f"console {page} ({console['requests']:,} requests, postgresql): "
+                         f"{t['median_ms']} ms (p95 {t['p95_ms']}) (target < "
+                         f"{console['target_median_ms']:.0f}: "
+                         f"{_verdict(t['median_ms'] < console['target_median_ms'])})")
     for name in ("submit_load", "celery", "export_large"):
         if sections.get(name):
             lines.append(f"{name}: " + json.dumps(sections[name])[:300])
