@@ -244,3 +244,13 @@ def test_housekeeping_computes_the_due_previews(rt: Runtime) -> None:
     housekeeping_chores(rt)
     row = stored(rt, request_id)
     assert row is not None and row.computed_at == START
+
+
+def test_refresh_computes_at_most_its_limit_the_longest_waiting_first(rt: Runtime) -> None:
+    first = submit(rt, ALICE)
+    clock(rt).advance(seconds=1)
+    second = submit(rt, BOB)
+    assert preview.refresh(rt, limit=1) == 1
+    assert stored(rt, first) is not None and stored(rt, second) is None
+    assert preview.refresh(rt) == 1
+    assert stored(rt, second) is not None
