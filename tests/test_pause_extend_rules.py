@@ -114,6 +114,8 @@ EXTENDED = [
      "paused 3 days before: the 3 days are kept"),
     (at(2026, 3, 15, 9, 30), at(2026, 4, 15, 9, 30, 0, 7), 1, at(2026, 5, 15, 9, 30, 0, 7),
      "paused 7 microseconds: kept to the microsecond"),
+    (at(2026, 1, 31, 10), at(2026, 3, 3, 10), 1, at(2026, 3, 31, 10),
+     "received 31 January, paused 3 days: 28 March and the 3 days, not a month after 3 March"),
 ]
 
 
@@ -411,6 +413,8 @@ def test_the_stores_whose_preview_failed(rt: Runtime, clock: MovableClock) -> No
                              "broken": {"error": "connection refused"}})
     preview(rt, other, {"crm": {"error": "down"}})
     assert failed(rt, request_id) == ["broken", "zeta"]
+    assert failed(rt, other) == ["crm"]  # each request its own preview
+    assert failed(rt, new_request(rt)) == []
     preview(rt, request_id, {"crm": {"summary": {"delete": 3}},
                              "broken": {"summary": {"delete": 0}}})
     assert failed(rt, request_id) == []  # computed again: it worked
