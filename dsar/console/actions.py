@@ -40,7 +40,7 @@ from ..workflow import requests as flow
 from ..workflow.extensions import Refused, WaitingFor
 from ..workflow.states import IllegalTransition, RequestKind, Status, can_transition
 from ..workflow.task_states import OPEN, TaskStatus
-from . import access, bp, errors
+from . import access, bp
 from .views import render
 
 #: the longest reason or note an officer may write
@@ -95,7 +95,9 @@ class Action:
 
 
 def _text(form: Mapping[str, str], name: str) -> str:
-    return str(form.get(name, "")).strip()
+    """A field's text, trimmed, its line ends as Python writes them (a browser
+    sends CRLF)."""
+    return str(form.get(name, "")).replace("\r\n", "\n").strip()
 
 
 def _long(values: Values, name: str, errors: Errors, label: str) -> None:
@@ -363,8 +365,8 @@ def available(req: Request, now: datetime) -> list[Action]:
 # --- the three steps --------------------------------------------------------------------
 
 
-def _refused(text: str) -> Response:
-    return errors.page(errors.TITLES[409], text, 409)
+def _refused(request_id: str, text: str) -> Response:
+    return render("console_action_refused.html", 409, body=text, req_id=request_id)
 
 
 def _form(action: Action, ctx: Context, values: Values, problems: Errors) -> Response:
@@ -408,7 +410,7 @@ def _step(name: str, request_id: str, step: str) -> Response | BaseResponse:
             ctx = Context(rt, session, found, rt.now())
             refusal = action.refusal(ctx)
             if refusal is not None:
-                return _refused(refusal)
+                return _refused(request_id, refusal)
             if step == "form" and action.fields:
                 return _form(action, ctx, {}, {})
             values, problems = action.check(ctx, request.form)
@@ -421,7 +423,7 @@ def _step(name: str, request_id: str, step: str) -> Response | BaseResponse:
         abort(404)
     except (IllegalTransition, Refused) as exc:  # changed since the page was shown
         text = str(exc)
-        return _refused(f"{text[:1].upper()}{text[1:]}.")
+        return _refused(request_id, f"{text[:1].upper()}{text[1:]}.")
     flash(note)
     return redirect(url_for(".request_page", request_id=request_id), 303)
 

@@ -308,10 +308,12 @@ def test_cancel_with_a_reason(console: Console, reviewer: Officer) -> None:
     words = text(check.text)
     assert "Reason withdrawn by phone" in words
     assert "The request ends: it cannot be resumed or retried afterwards." in words
-    done = console.post(base(request_id, "cancel") + "/confirm", reason="withdrawn by phone")
+    done = console.post(base(request_id, "cancel") + "/confirm",
+                        reason="withdrawn by phone\r\non 2 March ")  # a browser's line end
     assert done.status_code == 303
     cancelled = row(console, request_id)
-    assert (cancelled.status, cancelled.status_reason) == ("cancelled", "withdrawn by phone")
+    assert (cancelled.status, cancelled.status_reason) == ("cancelled",
+                                                           "withdrawn by phone\non 2 March")
     assert last_event(console, request_id)[:2] == ("request.cancelled", f"officer:{reviewer.id}")
 
 
@@ -340,6 +342,8 @@ def test_a_state_that_forbids_the_action_is_409_at_each_step(
                    console.post(base(request_id, action) + "/confirm", **values)):
         assert answer.status_code == 409, action
         assert "That cannot be done now" in answer.text and said in text(answer.text)
+        assert "Nothing was changed." in answer.text
+        assert f'<a href="/console/requests/{request_id}">Back to the request</a>' in answer.text
     assert events_of(console, request_id) == before
 
 
