@@ -22,7 +22,8 @@ from dsar.workflow.deadlines import add_months
 from tests.console.client import Console, Officer
 from tests.console.conftest import START
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+#: most tests on SQLite only; the two that walk a whole action also on PostgreSQL
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -73,6 +74,7 @@ def base(request_id: str, action: str) -> str:
 
 # --- approve ----------------------------------------------------------------------------
 
+@SQLITE
 def test_approve_form_confirmation_and_the_event(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)
     form = console.get(base(request_id, "approve"))
@@ -144,6 +146,7 @@ def test_an_erasure_whose_preview_failed_needs_a_reason(console: Console,
 
 # --- deny -------------------------------------------------------------------------------
 
+@SQLITE
 def test_deny_with_a_template_and_free_text(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)
     form = console.get(base(request_id, "deny"))
@@ -177,6 +180,7 @@ def test_deny_with_a_template_and_free_text(console: Console, reviewer: Officer)
     assert last_event(console, request_id)[:2] == ("request.denied", f"officer:{reviewer.id}")
 
 
+@SQLITE
 def test_the_denial_reasons_are_the_company_texts(make_app: Callable[..., Flask],
                                                  tmp_path: Path) -> None:
     texts = tmp_path / "texts.toml"
@@ -196,6 +200,7 @@ def test_the_denial_reasons_are_the_company_texts(make_app: Callable[..., Flask]
 
 # --- extend -----------------------------------------------------------------------------
 
+@SQLITE
 def test_extend_once_with_the_new_date_restated(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)  # received 2 March 09:00, due 2 April 09:00
     form = console.get(base(request_id, "extend"))
@@ -227,6 +232,7 @@ def test_extend_once_with_the_new_date_restated(console: Console, reviewer: Offi
             "allows it once.") in text(again.text)
 
 
+@SQLITE
 def test_no_extension_after_the_first_month(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)
     console.clock.advance(days=32)
@@ -281,6 +287,7 @@ def test_pause_then_resume_moves_the_due_date(console: Console, reviewer: Office
 
 # --- retry and cancel -------------------------------------------------------------------
 
+@SQLITE
 def test_retry_the_failed_tasks(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console, "access")  # no store: completed at once
     with console.rt.transaction() as session:
@@ -299,6 +306,7 @@ def test_retry_the_failed_tasks(console: Console, reviewer: Officer) -> None:
         "request.processing", f"officer:{reviewer.id}", 1)
 
 
+@SQLITE
 def test_cancel_with_a_reason(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)
     missing = console.post(base(request_id, "cancel"), reason=" ")
@@ -319,6 +327,7 @@ def test_cancel_with_a_reason(console: Console, reviewer: Officer) -> None:
 
 # --- refusals -----------------------------------------------------------------------------
 
+@SQLITE
 @pytest.mark.parametrize(("action", "values", "said"), [
     ("approve", {}, "This request is cancelled: it cannot be approved now."),
     ("deny", {"template": "identity"}, "This request is cancelled: it cannot be denied now."),
@@ -347,6 +356,7 @@ def test_a_state_that_forbids_the_action_is_409_at_each_step(
     assert events_of(console, request_id) == before
 
 
+@SQLITE
 def test_the_state_changed_between_the_confirmation_and_the_confirm(
         console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)
@@ -359,6 +369,7 @@ def test_the_state_changed_between_the_confirmation_and_the_confirm(
     assert "This request is denied: it cannot be approved now." in text(late.text)
 
 
+@SQLITE
 def test_only_an_erasure_is_approved(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console, "access")
     answer = console.get(base(request_id, "approve"))
@@ -366,12 +377,14 @@ def test_only_an_erasure_is_approved(console: Console, reviewer: Officer) -> Non
     assert "This is an access request: only an erasure is approved." in text(answer.text)
 
 
+@SQLITE
 def test_an_unknown_request_is_404(console: Console, reviewer: Officer) -> None:
     assert console.get(base("f" * 32, "approve")).status_code == 404
     assert console.get(base("not-an-id", "approve")).status_code == 404
     assert console.post(base("f" * 32, "cancel") + "/confirm", reason="x").status_code == 404
 
 
+@SQLITE
 def test_an_auditor_reads_but_does_not_act(console: Console) -> None:
     console.officer("audrey@example.org", "auditor")
     request_id = new_request(console)
@@ -385,6 +398,7 @@ def test_an_auditor_reads_but_does_not_act(console: Console) -> None:
     assert page.status_code == 200 and "Approve the erasure" not in page.text
 
 
+@SQLITE
 def test_the_request_page_offers_what_the_state_allows(console: Console,
                                                        reviewer: Officer) -> None:
     request_id = new_request(console)
@@ -395,6 +409,7 @@ def test_the_request_page_offers_what_the_state_allows(console: Console,
         assert f'href="/console/requests/{request_id}/{action}"' not in page
 
 
+@SQLITE
 def test_csrf_is_refused(console: Console, reviewer: Officer) -> None:
     request_id = new_request(console)
     for path in (base(request_id, "cancel"), base(request_id, "cancel") + "/confirm"):
