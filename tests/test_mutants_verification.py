@@ -109,3 +109,17 @@ def test_an_erasure_records_its_plan_and_counts(make_app: Callable[..., Flask],
     assert outcome.result == {
         "plan": {"delete": 2, "mask": 0, "keep": 1}, "deleted": 2, "masked": 0, "kept": 1,
         "holds": ["tax-law: invoices kept 10 years"]}
+
+
+def test_an_unverified_erasure_names_what_remains_and_where(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    scripts["crm"] = Script()
+    scripts["crm"].seed("a@example.org", 1, "orders")
+    scripts["crm"].seed("b@example.org", 1, "items")
+    scripts["crm"].leave_behind = 2  # the store says it erased them; both are still there
+    rt: Runtime = make_app({"crm": {"type": "scripted", "script": "crm"}}).extensions["dsar"]
+    outcome = erasure.run(rt.connectors["crm"],
+                          Subject({"email": ["a@example.org", "b@example.org"]}))
+    assert (outcome.ok, outcome.records) == (False, 2)
+    assert outcome.error == ("erasure not verified: 2 records remain that no hold keeps "
+                             "(in items, orders)")
