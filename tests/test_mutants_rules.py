@@ -1,5 +1,6 @@
 """Small rules `make mutate` found loose: the last retry allowed is the one landing exactly
-at the give-up time, the refusals' messages, and a part writer's abort being safe twice."""
+at the give-up time, the refusals' messages, a part writer's abort being safe twice, the
+verification's time stamp and a task move's defaults (the system, no retry)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from dsar.models import Task
+from dsar.clock import MovableClock
+from dsar.models import AuditEvent, Task
+from dsar.runtime import Runtime
+from dsar.workflow import requests as flow
 from dsar.workflow import retry
 from dsar.workflow.parts import PartWriter
-from dsar.workflow.states import IllegalTransition
-from dsar.workflow.task_states import IllegalTaskMove
+from dsar.workflow.states import IllegalTransition, Status, transition
+from dsar.workflow.task_states import IllegalTaskMove, TaskStatus, move
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -60,3 +65,34 @@ def test_aborting_a_part_twice_is_harmless(tmp_path: Path) -> None:
     assert not writer.tmp.exists()
     writer.abort()  # e.g. a stop after the part was already given up
     assert not writer.final.exists()
+
+
+def test_only_verification_stamps_verified_at(rt: Runtime) -> None:
+    clock = rt.clock = MovableClock(NOW)
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "erasure", {"email": ["a@example.org"]})
+        transition(session, rt.crypto, request, Status.VERIFYING, actor="system")
+        assert request.verified_at is None
+        clock.advance(minutes=5)
+        transition(session, rt.crypto, request, Status.VERIFIED, actor="requester")
+        assert request.verified_at == NOW + timedelta(minutes=5)
+        clock.advance(minutes=5)
+        transition(session, rt.crypto, request, Status.AWAITING_REVIEW, actor="system")
+        assert request.verified_at == NOW + timedelta(minutes=5)
+
+
+def test_a_task_move_is_the_systems_and_no_retry_unless_said(rt: Runtime) -> None:
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "access", {"email": ["a@example.org"]})
+        flow.mark_verified(session, rt, request, actor="test", method="test")
+        session.flush()
+        task = session.scalars(select(Task).where(Task.request_id == request.id)).first()
+        assert task is not None
+        move(session, rt.crypto, task, TaskStatus.RUNNING)
+        assert move(session, rt.crypto, task, TaskStatus.PENDING) is None  # a hand-back
+        move(session, rt.crypto, task, TaskStatus.RUNNING)
+        assert move(session, rt.crypto, task, TaskStatus.SUCCEEDED) == "task.succeeded"
+    with rt.transaction() as session:
+        actors = [e.actor for e in session.scalars(select(AuditEvent).where(
+            AuditEvent.action.startswith("task.")))]
+    assert actors == ["system"]
