@@ -14,14 +14,19 @@ from flask import Flask
 from sqlalchemy import select
 
 from dsar.clock import MovableClock
-from dsar.connector import Capability, Connector, Subject
+from dsar.connector import Capability, Connector, RetryableError, Subject
 from dsar.executor import InProcessExecutor
 from dsar.models import AuditEvent, Request, Task
 from dsar.runtime import Runtime
 from dsar.workflow import erasure
 from dsar.workflow import requests as flow
 from dsar.workflow.preview import preview_erasure
-from tests.support.engine_connectors import TYPES, Script, ScriptedConnector
+from tests.support.engine_connectors import (
+    TYPES,
+    DiscoveringConnector,
+    Script,
+    ScriptedConnector,
+)
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -41,6 +46,13 @@ class FindOnly(ScriptedConnector):
     capabilities = frozenset({Capability.FIND})
     plan_erasure = Connector.plan_erasure
     erase = Connector.erase
+
+
+class FailingDiscovery(DiscoveringConnector):
+    """A discoverer whose store is down."""
+
+    def discover(self, subject: Subject) -> dict[str, set[str]]:
+        raise RetryableError("store unavailable (scripted)")
 
 
 @pytest.fixture
@@ -191,3 +203,37 @@ def test_an_approval_starts_the_work_as_the_system(stores: Runtime) -> None:
         flow.approve(session, stores, request, actor="officer:kim")
     assert [e.actor for e in events(stores, "request.approved")] == ["officer:kim"]
     assert [e.actor for e in events(stores, "request.processing")] == ["system"]
+
+
+def test_the_preview_widens_the_subject_past_stores_without_kinds_or_that_fail(
+        make_app: Callable[..., Flask], scripts: dict[str, Script],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discoverers in name order: one takes no kind the subject has yet, one fails, then
+    crm finds a customer id and the phone; the phone store's records show, within the
+    identifier cap."""
+    for name in ("a-ids", "b-failing", "crm", "phones"):
+        scripts[name] = Script()
+    scripts["crm"].links[ALICE] = {"phone": {"+447700900001"}, "customer_id": {"c-1"}}
+    scripts["phones"].seed("+447700900001", 2, "calls")
+    monkeypatch.setitem(TYPES, "failing-discovery", FailingDiscovery)
+    connectors = {
+        "a-ids": {"type": "discovering", "script": "a-ids", "kinds": ["customer_id"]},
+        "b-failing": {"type": "failing-discovery", "script": "b-failing"},
+        "crm": {"type": "discovering", "script": "crm"},
+        "phones": {"type": "scripted", "script": "phones", "kinds": ["phone"]},
+    }
+    for cap, identifiers in ((3, 3), (2, 2)):
+        rt: Runtime = make_app(connectors, DISCOVERY_MAX_IDENTIFIERS=cap).extensions["dsar"]
+        request_id = awaiting_review(rt, ALICE)
+        with rt.transaction() as session:
+            request = session.get(Request, request_id)
+            assert request is not None
+            previews = {p["connector"]: p for p in preview_erasure(session, rt, request,
+                                                                  actor="officer:kim")}
+        if cap == 3:
+            assert previews["phones"]["summary"] == {"delete": 2, "mask": 0, "keep": 0}
+        else:  # the customer id (its kind sorts first) fills the cap: no phone
+            assert previews["phones"] == {"connector": "phones",
+                                          "note": "no identifiers of the kinds it accepts"}
+        [event] = [e for e in events(rt, "erasure.previewed") if e.request_id == request_id]
+        assert json.loads(event.details)["identifiers"] == identifiers
