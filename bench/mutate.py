@@ -159,7 +159,11 @@ def runs_of(mutants: Path) -> list[dict[str, Any]]:
     runs = []
     for line in log.read_text().splitlines():
         start, seconds, *names = line.split()
-        runs.append({"start": start, "wall_seconds": int(seconds), "mutants": names or "all"})
+        patterns = [name for name in names if "*" in name or "-" in name]
+        exact = len(names) - len(patterns)
+        runs.append({"start": start, "wall_seconds": int(seconds),
+                     "mutants": (patterns + ([f"{exact} survivors by name"] if exact else []))
+                     if names else "all"})
     return runs
 
 
