@@ -137,6 +137,9 @@ $(MUTATE_STAMP): $(STAMP)
 # uses it: one answering, or binaries for a throwaway one.
 mutate: $(MUTATE_STAMP)
 	@scripts/ensure-test-deps.sh postgresql
+	@# mutmut copies dsar/ once and refreshes only its .py files: templates and static too
+	@if [ -d mutants/dsar ]; then (cd dsar && find . -type f ! -name '*.py' \
+	  ! -path '*/__pycache__/*' -exec cp --parents {} ../mutants/dsar/ \;); fi
 	@echo "==> mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_ARGS)"
 	@start=$$(date +%s) && \
 	  nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_ARGS) && \
