@@ -94,3 +94,30 @@ def test_without_its_row_the_head_is_the_genesis_unsealed(rt: Runtime) -> None:
         connection.execute(text("DELETE FROM audit_heads"))
     with rt.transaction() as session:
         assert audit.head(session) == {"seq": 0, "hash": "0" * 64, "mac": ""}
+
+
+def verify(rt: Runtime, anchors: dict[int, str] | None = None) -> audit.Verification:
+    with rt.transaction() as session:
+        return audit.verify(session, rt.crypto, anchors)
+
+
+def test_an_empty_chain_without_a_head_is_intact(rt: Runtime) -> None:
+    with rt.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_heads"))
+    assert verify(rt) == audit.Verification(True, 0)
+
+
+def test_a_chain_without_its_head_is_broken(rt: Runtime) -> None:
+    record_three(rt)
+    with rt.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_heads"))
+    assert verify(rt) == audit.Verification(False, 3, None, "the sealed head is missing")
+
+
+def test_anchors_catch_a_replaced_or_missing_event(rt: Runtime) -> None:
+    record_three(rt)
+    assert verify(rt, {2: events(rt)[1]["hash"]}) == audit.Verification(True, 3)  # type: ignore[dict-item]
+    assert verify(rt, {2: "f" * 64}) == audit.Verification(
+        False, 1, 2, "differs from the anchor recorded outside the database")
+    assert verify(rt, {5: "f" * 64}) == audit.Verification(
+        False, 3, 5, "an anchored event is missing: the log was rolled back or truncated")

@@ -89,6 +89,14 @@ def test_a_refused_resend_names_the_seconds_left_rounded_up(
         {"send": 1}, {"send": 2}]
 
 
+def test_a_new_request_gets_a_43_character_token_from_the_system(
+        rt: Runtime, clock: MovableClock) -> None:
+    request_id, token = received(rt)
+    assert len(token) == 43  # 32 random bytes, URL-safe base64
+    assert events(rt, "request.verifying") == [("request.verifying", "system",
+                                                {"from": "received"})]
+
+
 def test_a_request_not_waiting_for_a_code_says_so(rt: Runtime, clock: MovableClock) -> None:
     request_id, token = received(rt)
     assert check(rt, request_id, CODE) is None
@@ -121,5 +129,7 @@ def test_an_unverified_erasure_names_what_remains_and_where(
     outcome = erasure.run(rt.connectors["crm"],
                           Subject({"email": ["a@example.org", "b@example.org"]}))
     assert (outcome.ok, outcome.records) == (False, 2)
+    assert outcome.result == {"plan": {"delete": 2, "mask": 0, "keep": 0}, "deleted": 0,
+                              "masked": 0, "kept": 0, "holds": []}
     assert outcome.error == ("erasure not verified: 2 records remain that no hold keeps "
                              "(in items, orders)")
