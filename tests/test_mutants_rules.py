@@ -18,6 +18,7 @@ from dsar.workflow import requests as flow
 from dsar.workflow import retry
 from dsar.workflow.parts import PartWriter
 from dsar.workflow.states import IllegalTransition, Status, transition
+from dsar.workflow.subjects import add_identifiers, subject_of
 from dsar.workflow.task_states import IllegalTaskMove, TaskStatus, move
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -96,3 +97,17 @@ def test_a_task_move_is_the_systems_and_no_retry_unless_said(rt: Runtime) -> Non
         actors = [e.actor for e in session.scalars(select(AuditEvent).where(
             AuditEvent.action.startswith("task.")))]
     assert actors == ["system"]
+
+
+def test_blank_and_known_identifiers_are_skipped_not_the_rest(rt: Runtime) -> None:
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "access", {"email": ["a@example.org"]})
+        added = add_identifiers(rt, request, {"email": ["", "a@example.org", "b@example.org",
+                                                    "  ", "c@example.org"]},
+                                source="connector:crm")
+        assert [digest.split(":")[0] for digest in added] == ["email", "email"]
+        assert sorted(subject_of(rt, request).values("email")) == [
+            "a@example.org", "b@example.org", "c@example.org"]
+        assert add_identifiers(rt, request, {"phone": ["+447700900001", "+447700900002"]},
+                               source="connector:crm", limit=1) == \
+            [f"phone:{rt.crypto.identifier_digest('phone', '+447700900001')}"]
