@@ -133,3 +133,39 @@ def test_an_unverified_erasure_names_what_remains_and_where(
                               "masked": 0, "kept": 0, "holds": []}
     assert outcome.error == ("erasure not verified: 2 records remain that no hold keeps "
                              "(in items, orders)")
+
+
+def mails(rt: Runtime) -> list[tuple[str, str, str, str]]:
+    """The outbox: kind, recipient, subject, body (decrypted with the outbox's contexts)."""
+    from dsar.models.outbox import OutboxMail
+
+    with rt.transaction() as session:
+        return [(m.kind, *(rt.crypto.decrypt_text(blob, f"outbox:{part}")
+                           for part, blob in (("recipient", m.recipient_ct),
+                                              ("subject", m.subject_ct),
+                                              ("body", m.body_ct))))
+                for m in session.scalars(select(OutboxMail).order_by(OutboxMail.id))]
+
+
+def test_the_code_mail_goes_to_the_normalised_address_with_the_status_link(
+        rt: Runtime, clock: MovableClock) -> None:
+    rt.settings["BASE_URL"] = "https://dsar.example.org/"
+    with rt.transaction() as session:
+        started = verification.receive(session, rt, "access", " Ann@Example.ORG ",
+                                       name="Ann", message="all of it")
+        request_id, token = started.request.id, started.status_token
+        stored = json.loads(rt.crypto.decrypt_text(started.request.details_ct or b"",
+                                                   "request:details"))
+    assert stored == {"name": "Ann", "message": "all of it"}
+    [(kind, to, subject, body)] = mails(rt)
+    assert (kind, to, subject) == ("verification-code", "ann@example.org",
+                                   f"Your verification code: {CODE}")
+    assert f"https://dsar.example.org/requests/{request_id}?token={token}" in body
+    assert "15 minutes" in body  # CODE_TTL_SECONDS, 900
+    clock.advance(minutes=2)
+    with rt.transaction() as session:
+        verification.resend(session, rt, rt.texts, flow.get(session, request_id), token)
+    assert [m[:2] for m in mails(rt)] == [("verification-code", "ann@example.org"),
+                                          ("verification-code-resend", "ann@example.org")]
+    assert [actor for _, actor, _ in events(rt, "request.received")] == ["requester"]
+    assert [actor for _, actor, _ in events(rt, "verification.code_sent")] == ["system"] * 2
