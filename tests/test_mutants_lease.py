@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import exc, select
 
 from dsar.clock import MovableClock
-from dsar.models import Task
+from dsar.models import Task, WorkerRole
 from dsar.runtime import Runtime
 from dsar.workflow import lease
 from dsar.workflow import requests as flow
@@ -197,3 +197,33 @@ def test_without_on_overdue_the_heartbeat_only_asks(rt: Runtime, clock: MovableC
     assert beat._past_deadline() is False and beat.overdue
     clock.advance(seconds=3600)
     assert beat._past_deadline() is False and not beat.lost.is_set()
+
+
+def role_holder(rt: Runtime, name: str) -> tuple[str | None, datetime | None]:
+    with rt.transaction() as session:
+        role = session.scalars(select(WorkerRole).where(WorkerRole.name == name)).one()
+        return role.holder, role.expires_at
+
+
+def test_a_role_is_held_for_its_seconds_then_free_and_dropped_by_its_holder_only(
+        rt: Runtime, clock: MovableClock) -> None:
+    with rt.transaction() as session:
+        session.add(WorkerRole(name="other"))  # another role, which none of this touches
+    assert lease.hold_role(rt, "housekeeping", "w:a", 10) is True
+    assert role_holder(rt, "housekeeping") == ("w:a", START + timedelta(seconds=10))
+    assert role_holder(rt, "other") == (None, None)
+    assert lease.hold_role(rt, "housekeeping", "w:b", 10) is False
+    clock.advance(seconds=4)
+    assert lease.hold_role(rt, "housekeeping", "w:a", 10) is True  # kept: ten more seconds
+    assert role_holder(rt, "housekeeping") == ("w:a", START + timedelta(seconds=14))
+    clock.advance(seconds=10)
+    assert lease.hold_role(rt, "housekeeping", "w:b", 10) is False  # to the instant: still a's
+    clock.advance(microseconds=1)
+    assert lease.hold_role(rt, "housekeeping", "w:b", 10) is True
+    lease.drop_role(rt, "housekeeping", "w:a")  # not a's any more: nothing happens
+    assert role_holder(rt, "housekeeping")[0] == "w:b"
+    assert lease.hold_role(rt, "other", "w:b", 10) is True
+    lease.drop_role(rt, "housekeeping", "w:b")
+    assert role_holder(rt, "housekeeping") == (None, None)
+    assert role_holder(rt, "other")[0] == "w:b"
+    assert lease.hold_role(rt, "housekeeping", "w:a", 10) is True
