@@ -227,3 +227,30 @@ def test_a_role_is_held_for_its_seconds_then_free_and_dropped_by_its_holder_only
     assert role_holder(rt, "housekeeping") == (None, None)
     assert role_holder(rt, "other")[0] == "w:b"
     assert lease.hold_role(rt, "housekeeping", "w:a", 10) is True
+
+
+def test_the_next_renewal_counts_from_the_time_the_last_one_was_made_for(
+        rt: Runtime, clock: MovableClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock moves on while a renewal is being written (a slow database, a busy
+    machine): the renewal counts from the moment it was made for, so the next one is due
+    a quarter of the lease (2.5 s) after that moment, not after the write returned. (Seen
+    as a test_leases flake under load: a heartbeat that renewed late never renewed again
+    on a clock that then moved by exactly one interval.)"""
+    [task_id] = processing(rt, "a@example.org")
+    assert lease.claim_task(rt, task_id, "w:1")
+    calls = [threading.Event() for _ in range(2)]
+    count = 0
+
+    def renew(rt_: Runtime, task_id_: int, owner: str) -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            clock.advance(seconds=1)  # one second passes while the first renewal is written
+        calls[min(count, 2) - 1].set()
+
+    monkeypatch.setattr(lease, "renew", renew)
+    with lease.Heartbeat(rt, task_id, "w:1"):
+        clock.advance(seconds=2.5)
+        assert calls[0].wait(10), "the heartbeat did not renew"
+        clock.advance(seconds=1.5)  # 2.5 s after the first renewal's moment, 1.5 after its end
+        assert calls[1].wait(10), "the next renewal waited for 2.5 s after the write returned"

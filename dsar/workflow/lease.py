@@ -185,6 +185,8 @@ class Heartbeat:
                 continue
             if self._past_deadline():
                 return
+            # the renewal counts from now, however long writing it takes
+            beat_at = self.rt.clock.monotonic()
             try:
                 renew(self.rt, self.task_id, self.owner)
             except LeaseLost:
@@ -196,7 +198,7 @@ class Heartbeat:
                 self._renewal_failed(exc)
             else:
                 self._down_since = None
-                self._renewed = self.rt.clock.monotonic()
+                self._renewed = beat_at
 
     def _due(self) -> bool:
         """Renew every ``interval``; the loop itself wakes more often, to pass
