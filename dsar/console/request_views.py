@@ -21,10 +21,12 @@ from ..models import AuditEvent, ErasurePreview, Request, SubjectIdentifier, Tas
 from ..models.request import is_request_id
 from ..runtime import runtime
 from ..workflow import preview
+from ..workflow.extensions import WaitingFor
 from ..workflow.states import RequestKind, Status
 from ..workflow.task_states import TaskStatus
 from . import access, bp
 from . import queue as q
+from .actions import WAITING
 from .views import render
 
 MASK = "\u2022\u2022\u2022"
@@ -117,7 +119,15 @@ def request_page(request_id: str) -> Response:
                   days_left=(found.due_at - now).days,
                   can_preview=(found.kind == RequestKind.ERASURE
                                and found.status == Status.AWAITING_REVIEW),
-                  waiting=TaskStatus.PENDING.value)
+                  waiting=TaskStatus.PENDING.value,
+                  paused_for=_waiting_for(found.paused_for))
+
+
+def _waiting_for(value: str | None) -> str | None:
+    """What a paused request waits for, in the officer's words."""
+    if value is None:
+        return None
+    return WAITING.get(WaitingFor(value), value) if value in tuple(WaitingFor) else value
 
 
 @bp.post("/requests/<request_id>/preview")

@@ -224,8 +224,9 @@ def test_extend_once_with_the_new_date_restated(console: Console, reviewer: Offi
     assert extended.extension_reason == "forty stores"
     action, actor, details = last_event(console, request_id)
     assert (action, actor, details["months"]) == ("request.extended", f"officer:{reviewer.id}", 2)
-    assert "Extended: the request is now due on 2026-06-02 09:00 UTC." in text(
-        console.get(f"/console/requests/{request_id}").text)
+    page = text(console.get(f"/console/requests/{request_id}").text)
+    assert "Extended: the request is now due on 2026-06-02 09:00 UTC." in page
+    assert "Extended 2026-03-02 09:00 UTC: forty stores" in page
     again = console.get(base(request_id, "extend"))
     assert again.status_code == 409
     assert ("The deadline cannot be extended: the deadline was extended already: Art. 12(3) "
@@ -267,6 +268,8 @@ def test_pause_then_resume_moves_the_due_date(console: Console, reviewer: Office
     paused = row(console, request_id)
     assert (paused.status, paused.paused_for) == ("paused", "identity")
     assert last_event(console, request_id)[:2] == ("request.paused", f"officer:{reviewer.id}")
+    assert ("Paused since 2026-03-02 09:00 UTC, waiting for Proof of the requester's identity"
+            in text(console.get(f"/console/requests/{request_id}").text))
     console.clock.advance(days=3)
     console.sign_in(reviewer)  # the session ended meanwhile (30 s further on)
     check = console.get(base(request_id, "resume"))  # no fields: the confirmation at once
@@ -283,6 +286,7 @@ def test_pause_then_resume_moves_the_due_date(console: Console, reviewer: Office
     assert (action, actor, details["paused_seconds"]) == (
         "request.resumed", f"officer:{reviewer.id}", 259230.0)
     assert console.get(base(request_id, "resume")).status_code == 409
+    assert "Paused since" not in text(console.get(f"/console/requests/{request_id}").text)
 
 
 # --- retry and cancel -------------------------------------------------------------------
