@@ -4,6 +4,7 @@
 # the real servers: running ones, or throwaway ones the tests start and stop.
 #
 #   make test PYTEST_ARGS='tests/test_infra_postgres.py -x'   # pass arguments to pytest
+#   make test PYTEST_JOBS=0                                    # in one process (default: xdist)
 #
 # Each server is chosen by an env var: host:port uses that server (exit 3 if it does not
 # answer), `start` forces a throwaway one, unset probes the default address (override
@@ -19,6 +20,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core, at least 2 (the tests wait on servers and
+# subprocesses as much as they compute), at most 4; PYTEST_JOBS=0 runs in one process.
+PYTEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; \
+                 [ $$n -gt 4 ] && n=4; echo $$n)
 
 # Quieter pip: no version nag, no progress bars.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -57,8 +62,8 @@ types: $(STAMP)
 	@$(BIN)/mypy --config-file mypy.ini
 
 pytest: $(STAMP)
-	@echo "==> pytest $(PYTEST_ARGS)"
-	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "==> pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)"
+	@$(BIN)/python -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS)
 
 # Golden files (README, Tests): write tests/__snapshots__ again from what the code renders
 # now, after a deliberate change of an output; read `git diff tests/__snapshots__` first.

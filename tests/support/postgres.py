@@ -18,7 +18,9 @@
   at the start of every test), ``freeze()``/``thaw()`` (SIGSTOP/SIGCONT: connecting
   hangs); ``restartable_pg_server`` is its session fixture.
 
-Which server, decided once in ``pytest_configure`` before any fixture runs:
+Which server, decided once in ``pytest_configure`` before any fixture runs (under
+pytest-xdist, by the controller: its workers are handed ``DSAR_TEST_PG=host:port``, so
+one throwaway server serves the run and the controller stops it):
 
 * ``DSAR_TEST_PG=host:port`` use that server; exit (code 3) if it does not answer
   within ~3 s.
@@ -137,6 +139,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(opt, "help", False) or getattr(opt, "version", False) or _server is not None:
         return
     _server = _choose_server()
+    if _distributes(config):
+        # pytest-xdist's workers start after this, with this environment: they use the
+        # server chosen here (one throwaway server for the run, stopped by this process)
+        os.environ[ENV_TARGET] = f"{_server.host}:{_server.port}"
     # pytest-postgresql reads `getoption(name) or getini(name)`: setting the options
     # here points its noproc fixture at our server.
     opt.postgresql_host = _server.host
@@ -145,6 +151,12 @@ def pytest_configure(config: pytest.Config) -> None:
     opt.postgresql_password = _server.password
     # One name per pytest process, so two runs against one shared server don't collide.
     opt.postgresql_dbname = f"dsar_test_{os.getpid()}"
+
+
+def _distributes(config: pytest.Config) -> bool:
+    """Whether this process is pytest-xdist's controller, about to start workers."""
+    return not hasattr(config, "workerinput") and bool(
+        getattr(config.option, "numprocesses", None))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
