@@ -15,16 +15,10 @@ from sqlalchemy import select
 from dsar.connector import RetryableError, Subject
 from dsar.models import AuditEvent, Task
 from dsar.runtime import Runtime
-from dsar.workflow import tasks
 from tests.support.engine_connectors import Script
+from tests.support.workers import drain
 from tests.test_discovery import EMAIL, stores
 from tests.test_engine import status, submit
-
-
-def drain(rt: Runtime) -> None:
-    """Run every runnable task, one at a time, oldest first."""
-    while tasks.claim_and_run(rt, "w:1"):
-        pass
 
 
 def discovery_events(rt: Runtime, request_id: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -125,9 +125,7 @@ def request_page(request_id: str) -> Response:
 
 def _waiting_for(value: str | None) -> str | None:
     """What a paused request waits for, in the officer's words."""
-    if value is None:
-        return None
-    return WAITING.get(WaitingFor(value), value) if value in tuple(WaitingFor) else value
+    return WAITING[WaitingFor(value)] if value in tuple(WaitingFor) else value
 
 
 @bp.post("/requests/<request_id>/preview")

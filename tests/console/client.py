@@ -14,11 +14,21 @@ from werkzeug.test import TestResponse
 from dsar.clock import MovableClock
 from dsar.officers import accounts
 from dsar.runtime import Runtime
+from dsar.workflow import requests as flow
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _SECRET = re.compile(r'name="secret" value="([A-Z2-7]{32})"')
 _CODES = re.compile(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>")
+
+
+def erasure_under_review(rt: Runtime, identifiers: dict[str, list[str]]) -> str:
+    """An erasure verified out of band: awaiting review (its preview not computed)."""
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "erasure", identifiers)
+        flow.mark_verified(session, rt, request, actor="operator:test", method="out-of-band")
+        assert request.status == "awaiting_review"
+        return request.id
 
 
 @dataclass

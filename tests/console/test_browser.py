@@ -33,12 +33,11 @@ from dsar.demo import DemoInfo, seed
 from dsar.executor import housekeeping_chores
 from dsar.models import ErasurePreview, Task
 from dsar.officers import accounts
-from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
-from dsar.workflow import tasks
-from tests.console.client import PASSWORD, Console
+from tests.console.client import PASSWORD, Console, erasure_under_review
 from tests.console.conftest import START
 from tests.support.browser import DESKTOP, assert_accessible, screenshot, tab_to
+from tests.support.workers import drain
 
 
 @pytest.fixture
@@ -131,23 +130,6 @@ def sign_in(page: Page, app: Flask, email: str, app_key: pyotp.TOTP) -> int:
     return press_submit(page)
 
 
-def erasure_under_review(rt: Runtime, email: str) -> str:
-    """An erasure verified out of band: awaiting review (its preview not computed)."""
-    with rt.transaction() as session:
-        request = flow.submit(session, rt, "erasure", {"email": [email]})
-        flow.mark_verified(session, rt, request, actor="operator:test", method="out-of-band")
-        assert request.status == "awaiting_review"
-        return request.id
-
-
-def run_the_workers(rt: Runtime) -> int:
-    """What the workers would do, in this thread: every runnable task, one at a time."""
-    ran = 0
-    while tasks.claim_and_run(rt, "journey:1"):
-        ran += 1
-    return ran
-
-
 def status_on_page(page: Page) -> str:
     return page.locator("dl.facts div", has=page.locator("dt", has_text="Status")) \
         .locator("dd").inner_text()
@@ -164,8 +146,8 @@ def test_officer_journey(page: Page, chromium: Browser, app: Flask, demo: DemoIn
                          request: pytest.FixtureRequest) -> None:
     rt = app.extensions["dsar"]
     ada, bram, cleo = demo.emails
-    bram_id = erasure_under_review(rt, bram)
-    erasure_under_review(rt, cleo)
+    bram_id = erasure_under_review(rt, {"email": [bram]})
+    erasure_under_review(rt, {"email": [cleo]})
     with rt.transaction() as session:  # an access request still waiting for its code
         flow.submit(session, rt, "access", {"email": [ada]})
     housekeeping_chores(rt)  # the housekeeper's round: both previews computed
@@ -289,7 +271,7 @@ def approve_by_keyboard(page: Page, app: Flask, email: str, request_id: str,
     assert status_on_page(page) == "processing"
     assert_accessible(page)
 
-    assert run_the_workers(rt) > 0
+    assert drain(rt) > 0
     page.reload()
     assert status_on_page(page) == "completed"
     expect(page.locator("table.queue", has=page.locator("th", has_text="Step"))
@@ -330,7 +312,7 @@ def test_every_action_and_admin_page_journey(page: Page, app: Flask, demo: DemoI
     rita = client.officer("rita@example.org", "reviewer")
     boss = client.officer("boss@example.org", "admin")
     assert sign_in(page, app, boss.email, pyotp.TOTP(boss.secret)) == 303
-    erasure = erasure_under_review(rt, demo.emails[0])
+    erasure = erasure_under_review(rt, {"email": [demo.emails[0]]})
     with rt.transaction() as session:  # an access request whose crm task failed
         failed = flow.submit(session, rt, "access", {"email": [demo.emails[1]]})
         failed.status, failed.closed_at = "partially_failed", rt.now()

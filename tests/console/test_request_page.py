@@ -19,7 +19,7 @@ from dsar.models import AuditEvent, ErasurePreview, Request, Task
 from dsar.workflow import preview
 from dsar.workflow import requests as flow
 from dsar.workflow.subjects import add_identifiers
-from tests.console.client import Console
+from tests.console.client import Console, erasure_under_review
 from tests.console.conftest import START
 from tests.support.engine_connectors import Script
 
@@ -48,13 +48,7 @@ def browser(stores_app: Flask) -> Console:
 
 
 def erasure(console: Console) -> str:
-    rt = console.rt
-    with rt.transaction() as session:
-        request = flow.submit(session, rt, "erasure",
-                              {"email": [ANN], "phone": ["+44 20 7946 0958"]})
-        flow.mark_verified(session, rt, request, actor="operator:test", method="out-of-band")
-        assert request.status == "awaiting_review"
-        return request.id
+    return erasure_under_review(console.rt, {"email": [ANN], "phone": ["+44 20 7946 0958"]})
 
 
 def audit_count(console: Console) -> int:

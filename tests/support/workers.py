@@ -27,6 +27,8 @@ from sqlalchemy import update
 from dsar.database import make_engine, utcnow
 from dsar.demo import DemoInfo, seed
 from dsar.models import Task, WorkerRole
+from dsar.runtime import Runtime
+from dsar.workflow import tasks
 
 DSAR = str(Path(sys.executable).with_name("dsar"))
 SECRET = "crash-tests-" + "s" * 40
@@ -142,3 +144,12 @@ def wait_for(predicate: Any, timeout: float, step: float = 0.02) -> float:
             raise AssertionError(f"not within {timeout} s")
         time.sleep(step)
     return time.monotonic() - started
+
+
+def drain(rt: Runtime, worker: str = "w:1") -> int:
+    """What the workers would do, in this thread: every runnable task, one at a time,
+    oldest first; how many ran."""
+    ran = 0
+    while tasks.claim_and_run(rt, worker):
+        ran += 1
+    return ran
