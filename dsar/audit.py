@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, cast
 
 from sqlalchemy import ScalarResult, Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.util import find_tables
 
 from .clock import now_of
@@ -189,55 +190,94 @@ def _transaction_ended(session: Session, transaction: SessionTransaction) -> Non
 class Verification:
     """The outcome of :func:`verify`: ``bad_seq`` is the first bad or missing
     event, or the one a bad head names (``None`` when the chain is intact or
-    the head row is gone)."""
+    the head row is gone). ``checked``: the events this pass checked;
+    ``last_seq``/``last_hash``: the last event found intact (0 and the
+    genesis hash when none): where the next incremental pass may start, not
+    part of the outcome (equality leaves them out)."""
 
     ok: bool
     checked: int
     bad_seq: int | None = None
     problem: str = ""
+    last_seq: int = field(default=0, compare=False)
+    last_hash: str = field(default=GENESIS_HASH, compare=False)
 
 
-def verify(session: Session, crypto: Crypto,
-           anchors: Mapping[int, str] | None = None) -> Verification:
-    """Walk the whole chain in order and check every link, hash and seal.
+def verify(session: Session, crypto: Crypto, anchors: Mapping[int, str] | None = None,
+           *, after: tuple[int, str] | None = None) -> Verification:
+    """Walk the chain in order and check every link, hash and seal, then the head.
 
     Detects an edited, deleted, inserted or reordered event, events removed
     from the end, and a rewrite with recomputed hashes (the seals need the
     audit key). ``anchors`` (seq → hash, heads recorded earlier outside the
     database with :func:`head`) also catch a rollback of the whole table to
-    an older sealed state. Streams: memory does not grow with the chain.
+    an older sealed state. ``after`` (seq, hash): a point an earlier check
+    found intact; only the events after it are walked (the event there must
+    still carry that hash and its seal), so an edit before it goes unseen
+    until a full pass. Streams: memory does not grow with the chain.
     """
     anchors = dict(anchors or {})
-    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-    with _stream(session) as rows:
+    (last_seq, prev_hash), checked = after or (0, GENESIS_HASH), 0
+    if last_seq:
+        problem = _check_point(session, crypto, last_seq, prev_hash)
+        if problem:
+            return Verification(False, 0, last_seq, problem)
+    with _stream(session, AuditEvent.seq > last_seq) as rows:
         for event in rows:
-            problem = _check_event(event, expected_seq, prev_hash, crypto)
+            problem = _check_event(event, last_seq + 1, prev_hash, crypto)
             if not problem and anchors.get(event.seq, event.hash) != event.hash:
                 problem = "differs from the anchor recorded outside the database"
             if problem:
-                bad = min(event.seq, expected_seq)  # a gap names the missing event
-                return Verification(False, checked, bad, problem)
-            expected_seq, prev_hash, checked = event.seq + 1, event.hash, checked + 1
-    missing = sorted(seq for seq in anchors if seq > checked)
+                bad = min(event.seq, last_seq + 1)  # a gap names the missing event
+                return Verification(False, checked, bad, problem, last_seq, prev_hash)
+            last_seq, prev_hash, checked = event.seq, event.hash, checked + 1
+    missing = sorted(seq for seq in anchors if seq > last_seq)
     if missing:
         return Verification(False, checked, missing[0], "an anchored event is missing: the "
-                            "log was rolled back or truncated")
-    return _check_head(session, crypto, checked, prev_hash)
+                            "log was rolled back or truncated", last_seq, prev_hash)
+    return _check_head(session, crypto, checked, last_seq, prev_hash)
 
 
 def head(session: Session) -> dict[str, Any]:
     """The sealed head (seq, hash, mac): record it outside the database (a
-    ticket, a write-once store) and pass it back to :func:`verify` later."""
+    ticket, a write-once store) and pass it back to :func:`verify` later.
+    :func:`check_head` first: a head whose seal fails is no anchor."""
     row = session.get(AuditHead, HEAD_ID)
     if row is None:
         return {"seq": 0, "hash": GENESIS_HASH, "mac": ""}
     return {"seq": row.seq, "hash": row.hash, "mac": row.mac}
 
 
+def check_head(session: Session, crypto: Crypto) -> str:
+    """What is wrong with the head ("" when nothing): gone, its seal not
+    matching, or naming an event that is not there with its hash and seal."""
+    row = session.get(AuditHead, HEAD_ID)
+    if row is None:
+        return "the sealed head is missing"
+    if row.seq == 0:
+        return "" if row.hash == GENESIS_HASH else "the empty head names another hash"
+    if not constant_time_equal(crypto.audit_mac(_head_message(row.seq, row.hash)), row.mac):
+        return "the head's seal does not match"
+    return _check_point(session, crypto, row.seq, row.hash)
+
+
+def _check_point(session: Session, crypto: Crypto, seq: int, digest: str) -> str:
+    """What is wrong with event ``seq`` as a point recorded with ``digest``
+    ("" when nothing): gone, another hash, its content or its seal not matching."""
+    event = session.get(AuditEvent, seq)
+    if event is None:
+        return f"event {seq} is missing"
+    if not constant_time_equal(event.hash, digest):
+        return f"event {seq} has another hash than the one recorded for it"
+    problem = _check_event(event, seq, event.prev_hash, crypto)
+    return f"event {seq}: {problem}" if problem else ""
+
+
 @contextmanager
-def _stream(session: Session) -> Iterator[ScalarResult[AuditEvent]]:
-    """Every event in order, fetched in batches; the cursor is closed on exit."""
-    result = session.execute(select(AuditEvent).order_by(AuditEvent.seq)
+def _stream(session: Session, *where: ColumnElement[bool]) -> Iterator[ScalarResult[AuditEvent]]:
+    """The events ``where`` holds, in order, fetched in batches; the cursor is
+    closed on exit."""
+    result = session.execute(select(AuditEvent).where(*where).order_by(AuditEvent.seq)
                              .execution_options(yield_per=500)).scalars()
     try:
         yield result
@@ -262,33 +302,79 @@ def _check_event(event: AuditEvent, expected_seq: int, prev_hash: str,
     return ""
 
 
-def _check_head(session: Session, crypto: Crypto, checked: int, last_hash: str) -> Verification:
+def _check_head(session: Session, crypto: Crypto, checked: int, last_seq: int,
+                last_hash: str) -> Verification:
+    def broken(bad_seq: int | None, problem: str) -> Verification:
+        return Verification(False, checked, bad_seq, problem, last_seq, last_hash)
+
     head = session.get(AuditHead, HEAD_ID)
     if head is None:
-        if checked == 0:
+        if last_seq == 0:
             return Verification(True, 0)
-        return Verification(False, checked, None, "the sealed head is missing")
-    if head.seq != checked:
-        return Verification(False, checked, min(head.seq, checked + 1) or None,
-                            f"the sealed head names event {head.seq} but the chain ends at "
-                            f"{checked}: events were removed from the end or appended")
+        return broken(None, "the sealed head is missing")
+    if head.seq != last_seq:
+        return broken(min(head.seq, last_seq + 1) or None,
+                      f"the sealed head names event {head.seq} but the chain ends at "
+                      f"{last_seq}: events were removed from the end or appended")
     if head.hash != last_hash:
-        return Verification(False, checked, head.seq or None,
-                            f"the sealed head names event {head.seq} with another hash than "
-                            "the chain's last: the head or the last event was replaced")
-    if checked and not constant_time_equal(crypto.audit_mac(_head_message(head.seq, head.hash)),
-                                           head.mac):
-        return Verification(False, checked, head.seq, "the head's seal does not match")
-    return Verification(True, checked)
+        return broken(head.seq or None, f"the sealed head names event {head.seq} with another "
+                      "hash than the chain's last: the head or the last event was replaced")
+    if last_seq and not constant_time_equal(
+            crypto.audit_mac(_head_message(head.seq, head.hash)), head.mac):
+        return broken(head.seq, "the head's seal does not match")
+    return Verification(True, checked, None, "", last_seq, last_hash)
 
 
 EXPORT_FIELDS = ("seq", "occurred_at", "actor", "action", "request_id", "details",
                  "prev_hash", "hash", "mac")
+EXPORT_FORMATS = ("jsonl", "csv")
 
 
-def iter_events(session: Session) -> Iterator[dict[str, Any]]:
-    """Every event as a plain dict, in order, streaming."""
-    with _stream(session) as rows:
+@dataclass(frozen=True)
+class Trail:
+    """A part of the trail: events of one request, by one actor, of one
+    action, in a time range (``since`` included, ``until`` not); every field
+    empty is the whole chain. The indexes of migration 0011 serve each."""
+
+    request_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        clauses: list[ColumnElement[bool]] = []
+        if self.request_id:
+            clauses.append(AuditEvent.request_id == self.request_id)
+        if self.actor:
+            clauses.append(AuditEvent.actor == self.actor)
+        if self.action:
+            clauses.append(AuditEvent.action == self.action)
+        if self.since is not None:
+            clauses.append(AuditEvent.occurred_at >= self.since)
+        if self.until is not None:
+            clauses.append(AuditEvent.occurred_at < self.until)
+        return clauses
+
+
+def page(session: Session, trail: Trail, *, before: int | None = None,
+         size: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of ``trail``, newest first: the events before ``before`` (a
+    seq; ``None``: the newest), and the seq to pass for the next page (``None``
+    on the last)."""
+    where = trail.where()
+    if before is not None:
+        where.append(AuditEvent.seq < before)
+    rows = session.scalars(select(AuditEvent).where(*where)
+                           .order_by(AuditEvent.seq.desc()).limit(size + 1)).all()
+    more = len(rows) > size
+    return [_as_dict(event) for event in rows[:size]], rows[size - 1].seq if more else None
+
+
+def iter_events(session: Session, trail: Trail = Trail()) -> Iterator[dict[str, Any]]:
+    """The events of ``trail`` (every event by default) as plain dicts, in
+    order, streaming."""
+    with _stream(session, *trail.where()) as rows:
         yield from (_as_dict(event) for event in rows)
 
 
@@ -299,21 +385,33 @@ def _as_dict(event: AuditEvent) -> dict[str, Any]:
                "hash": event.hash, "mac": event.mac}
 
 
-def export(session: Session, out: IO[str], fmt: str = "jsonl") -> int:
-    """Write the chain to ``out`` as ``jsonl`` or ``csv``; returns the count.
-    The export carries hashes and seals so it can be checked offline."""
-    count = 0
-    if fmt == "jsonl":
-        for row in iter_events(session):
-            out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-    if fmt != "csv":
+def lines(session: Session, fmt: str = "jsonl", trail: Trail = Trail()) -> Iterator[str]:
+    """The events of ``trail`` as ``jsonl`` or ``csv`` text, a line at a time
+    (the CSV's header first). Each carries its hashes and seal, so it can be
+    checked offline; a whole chain's export can be walked link by link."""
+    if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use jsonl or csv")
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+    if fmt == "jsonl":
+        for row in iter_events(session, trail):
+            yield json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
-    for row in iter_events(session):
+    for row in iter_events(session, trail):
+        yield buffer.getvalue()  # the header first, then each row
+        buffer.seek(0)
+        buffer.truncate()
         row["details"] = json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
         writer.writerow(row)
+    yield buffer.getvalue()
+
+
+def export(session: Session, out: IO[str], fmt: str = "jsonl", trail: Trail = Trail()) -> int:
+    """Write ``trail`` (the whole chain by default) to ``out`` as ``jsonl`` or
+    ``csv`` (:func:`lines`); returns the count of events."""
+    count = 0
+    for line in lines(session, fmt, trail):
+        out.write(line)
         count += 1
-    return count
+    return count - 1 if fmt == "csv" else count  # the CSV's header is no event

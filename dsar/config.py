@@ -90,6 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Development generates one into the instance folder."),
     Setting("AUDIT_KEY", None, "Optional separate key for sealing the audit chain, so "
             "its custody can differ from SECRET_KEY's. Default: derived from SECRET_KEY."),
+    Setting("AUDIT_FULL_CHECK_HOURS", 24.0, "Hours between two full checks of the audit "
+            "chain, run by the housekeeper (0: never on its own). A check asked for from the "
+            "console starts where the last intact one ended, so only a full check can find "
+            "an edit to events already checked.", _non_negative_float),
     Setting("DATABASE_URL", None, "SQLAlchemy URL. Default: SQLite file dsar.db in the "
             "instance folder. Production: postgresql+psycopg://..."),
     Setting("CONNECTORS", None, "Path of the connector TOML file. Default: "

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from . import outbox, wakeup
+from . import audit_checks, outbox, wakeup
 from .database import Outage, is_unavailable
 from .models import Request, Task
 from .runtime import Runtime
@@ -52,7 +52,8 @@ def housekeeping_chores(rt: Runtime) -> None:
     """Periodic chores, run by the one holder of the ``housekeeping`` role
     (whichever executor): expire requests never verified in time, remove
     export parts no request needs, compute the erasure previews officers wait
-    for. Raises what the database raises."""
+    for, check the audit chain when asked or due. Raises what the database
+    raises."""
     from .workflow import preview
     from .workflow.requests import expire_unverified
 
@@ -66,6 +67,9 @@ def housekeeping_chores(rt: Runtime) -> None:
     previewed = preview.refresh(rt)
     if previewed:
         log.info("computed %d erasure previews", previewed)
+    checked = audit_checks.run_asked(rt)
+    if checked:
+        log.info("ran %d audit chain checks", checked)
 
 
 @dataclass(frozen=True)

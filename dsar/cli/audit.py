@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
+from itertools import islice
 from typing import Any
 
 import click
 from flask.cli import with_appcontext
 
-from .. import audit
+from .. import audit, audit_checks
 from .base import main, transaction
+
+#: requests the chain does not account for that `dsar audit verify` lists by id
+UNRECORDED_SHOWN = 20
 
 # --- audit ----------------------------------------------------------------------------
 
@@ -34,25 +38,39 @@ def _anchor(_ctx: click.Context, _param: click.Parameter,
               help="A head recorded earlier (dsar audit head): catches a rollback.")
 @with_appcontext
 def audit_verify(anchors: dict[int, str]) -> None:
-    """Check every event's link, hash and seal, and the sealed head."""
+    """Check every event's link, hash and seal, and the sealed head; then that
+    every request row has the events its state implies."""
     with transaction() as (rt, session):
         result = audit.verify(session, rt.crypto, anchors)
+        unrecorded = list(islice(audit_checks.unrecorded_requests(session), UNRECORDED_SHOWN + 1))
     if result.ok:
         click.echo(f"audit chain intact: {result.checked} events")
-        return
-    where = f"event {result.bad_seq}" if result.bad_seq else "the head"
-    click.echo(f"audit chain BROKEN at {where}: {result.problem} "
-               f"({result.checked} events before it are intact)", err=True)
-    sys.exit(1)
+    else:
+        where = f"event {result.bad_seq}" if result.bad_seq else "the head"
+        click.echo(f"audit chain BROKEN at {where}: {result.problem} "
+                   f"({result.checked} events before it are intact)", err=True)
+    for row in unrecorded[:UNRECORDED_SHOWN]:
+        click.echo(f"request {row.request_id} ({row.status}): {row.missing}", err=True)
+    if len(unrecorded) > UNRECORDED_SHOWN:
+        click.echo("... and more requests the chain does not account for", err=True)
+    elif not unrecorded:
+        click.echo("every request has the events its state implies")
+    if not result.ok or unrecorded:
+        sys.exit(1)
 
 
 @audit_group.command("head")
 @with_appcontext
 def audit_head() -> None:
     """Print the sealed head as SEQ:HASH, to record outside the database
-    (a ticket, write-once storage) and pass to verify --anchor later."""
-    with transaction() as (_rt, session):
+    (a ticket, write-once storage) and pass to verify --anchor later; only
+    when its seal holds and it names an event that is there."""
+    with transaction() as (rt, session):
+        problem = audit.check_head(session, rt.crypto)
         sealed = audit.head(session)
+    if problem:
+        click.echo(f"audit head NOT printed: {problem}; run dsar audit verify", err=True)
+        sys.exit(1)
     click.echo(f"{sealed['seq']}:{sealed['hash']}")
 
 

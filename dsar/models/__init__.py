@@ -1,7 +1,7 @@
 """The database models, one module per aggregate."""
 
 from ..database import Base
-from .audit import AuditEvent, AuditHead
+from .audit import AuditCheck, AuditEvent, AuditHead
 from .export import ExportBundle
 from .officer import (
                       Officer,
@@ -18,7 +18,7 @@ from .role import WorkerRole
 from .task import Task
 from .verification import Verification
 
-__all__ = ["AuditEvent", "AuditHead", "Base", "ErasurePreview", "ExportBundle", "MailStatus",
-           "Officer", "OfficerRecoveryCode", "OfficerRole", "OfficerSession", "OfficerStatus",
-           "OutboxMail", "Request", "SignInThrottle", "SubjectIdentifier", "Task", "Verification",
-           "WorkerRole"]
+__all__ = ["AuditCheck", "AuditEvent", "AuditHead", "Base", "ErasurePreview", "ExportBundle",
+           "MailStatus", "Officer", "OfficerRecoveryCode", "OfficerRole", "OfficerSession",
+           "OfficerStatus", "OutboxMail", "Request", "SignInThrottle", "SubjectIdentifier", "Task",
+           "Verification", "WorkerRole"]
