@@ -5,14 +5,20 @@ like before the first event and without its row."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from dsar import audit
+from dsar.clock import MovableClock
+from dsar.models import AuditEvent, AuditHead
 from dsar.runtime import Runtime
 
 DETAILS: list[dict[str, Any]] = [{"zeta": "Zoë", "alpha": 1}, {"b": ["é", 2], "a": None}, {}]
@@ -121,3 +127,93 @@ def test_anchors_catch_a_replaced_or_missing_event(rt: Runtime) -> None:
         False, 1, 2, "differs from the anchor recorded outside the database")
     assert verify(rt, {5: "f" * 64}) == audit.Verification(
         False, 3, 5, "an anchored event is missing: the log was rolled back or truncated")
+
+
+# The canonical text is what every stored hash was computed over: a change of its keys,
+# their order, its separators, its escaping or its time zone makes every chain already
+# written fail `dsar audit verify`, and an auditor's offline check with it.
+CANONICAL = (
+    '{"action":"request.verified","actor":"officer:zoë","details":{"a":"é","b":[1,2]},'
+    '"occurred_at":"2026-06-15T12:00:00.000005Z","prev_hash":"' + "ab" * 32 + '",'
+    '"request_id":"r-1","seq":7}')
+
+
+def test_the_canonical_text_is_sorted_compact_utf8_json_in_utc() -> None:
+    moment = datetime(2026, 6, 15, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert audit.canonical(7, moment, "officer:zoë", "request.verified", "r-1",
+                           '{"b": [1, 2], "a": "é"}', "ab" * 32) == CANONICAL
+
+
+@pytest.fixture
+def server_in_new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone five hours behind UTC (POSIX TZ: no tzdata needed)."""
+    monkeypatch.setenv("TZ", "EST5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_times_are_utc_whatever_the_servers_time_zone(rt: Runtime,
+                                                       server_in_new_york: None) -> None:
+    assert time.localtime(0).tm_hour == 19  # the zone took effect
+    rt.clock = MovableClock(datetime(2026, 6, 15, 12, 0, 0, 5, tzinfo=UTC))
+    with rt.transaction() as session:
+        audit.record(session, rt.crypto, "request.verified", actor="officer:zoë",
+                     request_id="r-1", details={"b": [1, 2], "a": "é"})
+    [event] = events(rt)
+    assert event["occurred_at"] == "2026-06-15T12:00:00.000005Z"
+    with rt.transaction() as session:
+        row = session.scalars(select(AuditEvent)).one()
+        assert row.hash == hashlib.sha256(audit.canonical(
+            row.seq, row.occurred_at, row.actor, row.action, row.request_id, row.details,
+            row.prev_hash).encode()).hexdigest()
+        assert '"occurred_at":"2026-06-15T12:00:00.000005Z"' in audit.canonical(
+            row.seq, row.occurred_at, row.actor, row.action, row.request_id, row.details,
+            row.prev_hash)
+
+
+def test_details_are_stored_as_sorted_compact_json(rt: Runtime) -> None:
+    """The row reads as the canonical text hashes it, whatever order the caller built
+    the mapping in: the same details are the same text in the database."""
+    with rt.transaction() as session:
+        audit.record(session, rt.crypto, "test.event", actor="tester",
+                     details={"zeta": 1, "alpha": {"y": 2, "x": 3}})
+    with rt.transaction() as session:
+        assert session.scalars(select(AuditEvent.details)).one() == \
+            '{"alpha":{"x":3,"y":2},"zeta":1}'
+
+
+def test_a_savepoints_event_is_chained_before_the_outer_transactions_earlier_ones(
+        rt: Runtime) -> None:
+    """The outer transaction's events wait for its commit (the head is locked late); a
+    savepoint's are chained at once, so its rollback can take them."""
+    with rt.transaction() as session:
+        audit.record(session, rt.crypto, "test.outer", actor="t")
+        with session.begin_nested():
+            audit.record(session, rt.crypto, "test.inner", actor="t")
+    assert [(e["seq"], e["action"]) for e in events(rt)] == [(1, "test.inner"),
+                                                             (2, "test.outer")]
+
+
+def test_a_missing_head_says_what_to_run(rt: Runtime) -> None:
+    with rt.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_heads"))
+    with pytest.raises(audit.AuditHeadMissing) as missing, rt.transaction() as session:
+        audit.record(session, rt.crypto, "test.event", actor="tester")
+    assert str(missing.value) == ("the audit head is missing: run `dsar db upgrade` on a new "
+                                  "database; otherwise run `dsar audit verify`")
+
+
+def test_a_head_row_held_across_an_append_reads_the_moved_head(rt: Runtime) -> None:
+    """An AuditHead object loaded earlier in the transaction (and kept) is not left
+    naming the old end of the chain once events are chained under it."""
+    with rt.transaction() as session:
+        held = session.get(AuditHead, audit.HEAD_ID)
+        assert held is not None and held.seq == 0
+        with session.begin_nested():
+            audit.record(session, rt.crypto, "test.event", actor="tester")
+        assert (held.seq, held.hash) == (1, session.scalars(select(AuditEvent.hash)).one())
+        audit.record(session, rt.crypto, "test.event", actor="tester")
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 2
+        assert held.seq == 2
