@@ -20,6 +20,7 @@ from dsar.models import AuditEvent, Request, Task
 from dsar.runtime import Runtime
 from dsar.workflow import erasure
 from dsar.workflow import requests as flow
+from dsar.workflow.deadlines import due_date
 from dsar.workflow.preview import preview_erasure
 from tests.support.engine_connectors import (
     TYPES,
@@ -244,3 +245,82 @@ def test_the_preview_widens_the_subject_past_stores_without_kinds_or_that_fail(
                                           "note": "no identifiers of the kinds it accepts"}
         [event] = [e for e in events(rt, "erasure.previewed") if e.request_id == request_id]
         assert json.loads(event.details)["identifiers"] == identifiers
+
+
+def test_a_submission_is_stamped_by_the_runtimes_clock_and_keeps_what_the_requester_wrote(
+        rt: Runtime) -> None:
+    """Received when submitted (the instant its due date counts from), not when the row is
+    written; a name alone, or a message alone, is kept (encrypted); ``request.received`` is
+    the requester's unless told otherwise, with the kind, the identifiers' digests and the
+    due date."""
+    clock = rt.clock = MovableClock(START)
+    with rt.transaction() as session:
+        named = flow.submit(session, rt, "access", {"email": [ALICE]}, name="Zoë")
+        wrote = flow.submit(session, rt, "erasure", {"email": [BOB]}, message="hello")
+        silent = flow.submit(session, rt, "access", {"email": [BOB]})
+        clock.advance(seconds=1)
+        session.flush()
+        assert (named.received_at, named.due_at) == (START, due_date(START))
+        assert [None if r.details_ct is None else
+                json.loads(rt.crypto.decrypt_text(r.details_ct, "request:details"))
+                for r in (named, wrote, silent)] == [
+            {"name": "Zoë", "message": None}, {"name": None, "message": "hello"}, None]
+        named_id, due_at = named.id, named.due_at
+    [event] = [e for e in events(rt, "request.received") if e.request_id == named_id]
+    assert event.actor == "requester"
+    assert json.loads(event.details) == {
+        "kind": "access", "due_at": due_at.isoformat(),
+        "identifiers": [f"email:{rt.crypto.identifier_digest('email', ALICE)}"]}
+
+
+def test_what_the_workflow_refuses_says_what_is_wrong(rt: Runtime) -> None:
+    """An unknown kind or no identifier (callers validate first: these are a script's
+    errors), an unknown id, and an approval the preview's failures stop (the CLI prints it)."""
+    with rt.transaction() as session:
+        with pytest.raises(flow.UnknownRequest) as unknown:
+            flow.get(session, "f" * 32)
+        assert unknown.value.args == ("f" * 32,)
+        with pytest.raises(ValueError, match="^unknown request kind 'deletion'$"):
+            flow.submit(session, rt, "deletion", {"email": [ALICE]})
+        with pytest.raises(ValueError, match="^a request needs at least one identifier$"):
+            flow.submit(session, rt, "access", {"email": [" "]})
+        session.rollback()
+    assert str(flow.PreviewFailed(["archive", "broken"])) == (
+        "the erasure preview failed for archive, broken: approving anyway needs a reason")
+
+
+def test_once_the_requester_proved_it_the_system_moves_the_request_on(stores: Runtime) -> None:
+    """An erasure under review waits for an officer, an access request starts: both moves
+    are the system's, not the requester's."""
+    with stores.transaction() as session:
+        erasing = flow.submit(session, stores, "erasure", {"email": [ALICE]})
+        access = flow.submit(session, stores, "access", {"email": [BOB]})
+        for request in (erasing, access):
+            flow.mark_verified(session, stores, request, actor="requester", method="email-code")
+        erasing_id, access_id = erasing.id, access.id
+    assert [(e.request_id, e.actor) for e in events(stores, "request.verified")] == \
+        [(erasing_id, "requester"), (access_id, "requester")]
+    assert [(e.request_id, e.actor) for e in events(stores, "request.awaiting_review")] == \
+        [(erasing_id, "system")]
+    assert [(e.request_id, e.actor) for e in events(stores, "request.processing")] == \
+        [(access_id, "system")]
+
+
+def test_a_request_unverified_for_longer_than_the_expiry_days_expires_by_the_system(
+        rt: Runtime) -> None:
+    """Exactly UNVERIFIED_EXPIRY_DAYS after its receipt it still waits; a moment later it
+    expires, the event saying after how many days."""
+    days = int(rt.settings["UNVERIFIED_EXPIRY_DAYS"])
+    clock = rt.clock = MovableClock(START)
+    with rt.transaction() as session:
+        request_id = flow.submit(session, rt, "access", {"email": [ALICE]}).id
+    clock.advance(days=days)
+    with rt.transaction() as session:
+        assert flow.expire_unverified(session, rt) == 0
+    clock.advance(microseconds=1)
+    with rt.transaction() as session:
+        assert flow.expire_unverified(session, rt) == 1
+        assert flow.get(session, request_id).status == "expired"
+    [event] = events(rt, "request.expired")
+    assert (event.actor, json.loads(event.details)) == \
+        ("system", {"from": "received", "after_days": days})
