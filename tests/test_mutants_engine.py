@@ -1,24 +1,31 @@
 """dsar/workflow/engine.py's after_discovery, run by one worker so the order is fixed: the
 audit events of each discovery round and of its end (to the field), and which work tasks
-a late discovery runs again."""
+a late discovery runs again. Then start_processing, finalise and task_ended: their audit
+events to the field, the bundle step claimed for the worker that ended the last export,
+and no second read of the tasks a worker already holds."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
 
+from dsar.clock import MovableClock
 from dsar.connector import RetryableError, Subject
 from dsar.models import AuditEvent, Task
 from dsar.runtime import Runtime
+from dsar.workflow import engine, lease
+from dsar.workflow import requests as flow
 from tests.support.engine_connectors import Script
+from tests.support.statements import counting
 from tests.support.workers import drain
 from tests.test_discovery import EMAIL, stores
-from tests.test_engine import status, submit
+from tests.test_engine import ALICE, status, submit, two_stores
 
 
 def discovery_events(rt: Runtime, request_id: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -69,7 +76,7 @@ def test_a_late_discovery_reruns_the_work_that_ran_without_it(
     real = billing.discover
     failed: list[bool] = []
 
-    def discover_failing_once(subject: Subject) -> dict[str, set[str]]:
+    def discover_failing_once(subject: Subject) -> Mapping[str, Iterable[str]]:
         if not failed:
             failed.append(True)
             raise RetryableError("billing unavailable")
@@ -92,3 +99,100 @@ def test_a_late_discovery_reruns_the_work_that_ran_without_it(
     assert runs(rt, request_id, "discover") == {"billing": 3, "crm": 3}
     assert discovery_events(rt, request_id)[-1] == (
         "discovery.completed", "system", {"identifiers": 3, "sources": SOURCES})
+
+
+# engine.start_processing, finalise and task_ended driven directly, one transaction at a
+# time: the tasks' outcomes are written as a worker would have recorded them.
+
+START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def request_events(rt: Runtime, request_id: str, action: str) -> list[tuple[str, dict[str, Any]]]:
+    with rt.transaction() as session:
+        return [(e.actor, json.loads(e.details)) for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.request_id == request_id,
+                                     AuditEvent.action == action).order_by(AuditEvent.seq))]
+
+
+def ended(rt: Runtime, request_id: str, outcomes: dict[str, tuple[str, int]]) -> None:
+    """Each named connector's task ended: (status, records)."""
+    with rt.transaction() as session:
+        for task in engine.tasks_of(session, request_id):
+            task.status, task.record_count = outcomes[task.connector]
+
+
+def test_processing_starts_with_an_event_naming_the_step_the_stores_and_the_discoverers(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    rt: Runtime = make_app(stores(scripts)).extensions["dsar"]
+    request_id = submit(rt, "access", EMAIL)
+    assert request_events(rt, request_id, "request.processing") == [
+        ("system", {"from": "verified", "step": "export",
+                    "connectors": ["billing", "crm", "phonebook", "tickets"],
+                    "discovery": ["billing", "crm"]})]
+
+
+def test_a_failed_task_ends_the_request_partially_failed_naming_the_failed_stores(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    rt: Runtime = make_app(two_stores(scripts)).extensions["dsar"]
+    request_id = submit(rt, "access", ALICE)
+    ended(rt, request_id, {"crm": ("failed", 0), "mail": ("succeeded", 2)})
+    with rt.transaction() as session:
+        assert engine.finalise(session, rt, request_id) is None
+    assert status(rt, request_id) == "partially_failed"
+    assert request_events(rt, request_id, "request.partially_failed") == [
+        ("system", {"from": "processing", "failed": ["crm"]})]
+
+
+def test_an_erasure_completes_with_the_records_of_its_tasks(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    rt: Runtime = make_app(two_stores(scripts), ERASURE_REVIEW=False).extensions["dsar"]
+    request_id = submit(rt, "erasure", ALICE)
+    ended(rt, request_id, {"crm": ("succeeded", 3), "mail": ("succeeded", 2)})
+    with rt.transaction() as session:
+        assert engine.finalise(session, rt, request_id) is None
+    assert status(rt, request_id) == "completed"
+    assert request_events(rt, request_id, "request.completed") == [
+        ("system", {"from": "processing", "records": 5})]
+
+
+def test_ending_the_last_task_with_its_tasks_in_hand_reads_none_again(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    """The worker recording an outcome has read (and locked) the request and its tasks:
+    finalising on them costs no further query."""
+    rt: Runtime = make_app(two_stores(scripts), ERASURE_REVIEW=False).extensions["dsar"]
+    request_id = submit(rt, "erasure", ALICE)
+    with rt.transaction() as session:
+        request = flow.get(session, request_id, lock=True)
+        tasks = engine.tasks_of(session, request_id, lock=True)
+        for task in tasks:
+            task.status = "succeeded"
+        session.flush()
+        with counting(rt.engine) as seen:
+            assert engine.task_ended(session, rt, tasks[-1], "w:1", locked=request,
+                                     tasks=tasks) is None
+        assert seen.data == []
+    assert status(rt, request_id) == "completed"
+
+
+def test_the_worker_ending_an_access_requests_last_export_gets_its_bundle_step(
+        make_app: Callable[..., Flask], scripts: dict[str, Script]) -> None:
+    """Claimed for that worker under a live lease (TASK_LEASE_SECONDS is 30), so no
+    other worker takes it over before the lease runs out."""
+    rt: Runtime = make_app(two_stores(scripts)).extensions["dsar"]
+    clock = rt.clock = MovableClock(START)
+    request_id = submit(rt, "access", ALICE)
+    ended(rt, request_id, {"crm": ("succeeded", 3), "mail": ("succeeded", 2)})
+    with rt.transaction() as session:
+        last = engine.tasks_of(session, request_id)[-1]
+        bundle = engine.task_ended(session, rt, last, "w:1")
+        assert bundle is not None
+        assert (bundle.connector, bundle.step, bundle.status, bundle.lease_owner,
+                bundle.attempts, bundle.not_before, bundle.lease_expires_at) == (
+            "export-bundle", "bundle", "running", "w:1", 1, START,
+            START + timedelta(seconds=30))
+        assert [t.connector for t in engine.tasks_of(session, request_id)] == [
+            "crm", "export-bundle", "mail"]  # by connector, not in the order of creation
+    assert status(rt, request_id) == "processing"
+    assert lease.claim(rt, "w:2") is None
+    clock.advance(seconds=30, microseconds=1)
+    assert lease.claim(rt, "w:2") == bundle.id
