@@ -52,8 +52,9 @@ def housekeeping_chores(rt: Runtime) -> None:
     """Periodic chores, run by the one holder of the ``housekeeping`` role
     (whichever executor): expire requests never verified in time, remove
     export parts no request needs, compute the erasure previews officers wait
-    for, check the audit chain when asked or due. Raises what the database
-    raises."""
+    for, check the audit chain when asked or due, mail officers the summaries
+    and due alerts they subscribed to. Raises what the database raises."""
+    from .officers import subscriptions
     from .workflow import preview
     from .workflow.requests import expire_unverified
 
@@ -70,6 +71,9 @@ def housekeeping_chores(rt: Runtime) -> None:
     checked = audit_checks.run_asked(rt)
     if checked:
         log.info("ran %d audit chain checks", checked)
+    mailed = subscriptions.send_due(rt)
+    if mailed:
+        log.info("queued %d officers' subscription mails", mailed)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from .audit import AuditCheck, AuditEvent, AuditHead
 from .export import ExportBundle
 from .officer import (
                       Officer,
+                      OfficerDueAlert,
                       OfficerRecoveryCode,
                       OfficerRole,
                       OfficerSession,
@@ -19,6 +20,6 @@ from .task import Task
 from .verification import Verification
 
 __all__ = ["AuditCheck", "AuditEvent", "AuditHead", "Base", "ErasurePreview", "ExportBundle",
-           "MailStatus", "Officer", "OfficerRecoveryCode", "OfficerRole", "OfficerSession",
-           "OfficerStatus", "OutboxMail", "Request", "SignInThrottle", "SubjectIdentifier", "Task",
-           "Verification", "WorkerRole"]
+           "MailStatus", "Officer", "OfficerDueAlert", "OfficerRecoveryCode", "OfficerRole",
+           "OfficerSession", "OfficerStatus", "OutboxMail", "Request", "SignInThrottle",
+           "SubjectIdentifier", "Task", "Verification", "WorkerRole"]

@@ -6,7 +6,9 @@ address: the chain cannot be edited later, an address can change. The
 address is stored encrypted (``email_ct``) and as a keyed hash
 (``email_digest``) to find the account; the password as an argon2 hash; the
 TOTP secret encrypted. Set-up links, recovery codes and session ids are
-stored as keyed hashes only.
+stored as keyed hashes only. An officer's mail subscriptions (the weekly
+summary, alerts near due dates: :mod:`dsar.officers.subscriptions`) are
+columns of the row; the due dates alerted about, :class:`OfficerDueAlert`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import column_now
@@ -53,6 +55,11 @@ class Officer(Base):
     setup_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
     setup_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=column_now)
+    #: mail me a summary every 7 days; when the last one was queued
+    weekly_summary: Mapped[bool] = mapped_column(default=False, server_default=false())
+    weekly_summary_sent_at: Mapped[datetime | None]
+    #: mail me when open requests come within this many days of their due date (None: off)
+    due_alert_days: Mapped[int | None]
 
     def __repr__(self) -> str:
         return f"<Officer {self.id} {self.role} {self.status}>"
@@ -88,3 +95,18 @@ class SignInThrottle(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     blocked_until: Mapped[datetime | None]
+
+
+class OfficerDueAlert(Base):
+    """An officer was mailed about a request coming due at ``due_at``: once per
+    due date (an extension or a pause moves it, and the officer hears again)."""
+
+    __tablename__ = "officer_due_alerts"
+    __table_args__ = (UniqueConstraint("officer_id", "request_id", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    officer_id: Mapped[str] = mapped_column(ForeignKey("officers.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("requests.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[datetime]
+    sent_at: Mapped[datetime] = mapped_column(default=column_now)
