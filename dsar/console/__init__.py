@@ -14,6 +14,7 @@ from . import (  # noqa: E402,F401  (registers on bp)
     account,
     actions,
     admin,
+    dashboard,
     errors,
     request_views,
     views,

@@ -7,7 +7,8 @@ the one-time link (the key read off the page into an authenticator), signs in wi
 both factors, filters the queue and invites a reviewer; the reviewer sets up, signs
 in, is refused an admin page, finds the erasure by the customer's email, reads its
 preview store by store, approves it on the check-answers page and, once the
-workers have run it (in the test's thread), sees it completed. Then (SQLite) every
+workers have run it (in the test's thread), sees it completed; the admin opens the
+dashboard from the navigation. Then (SQLite) every
 other page: each action's form, errors and confirmation, the 409 and 404 pages, the
 account's and the admin's pages.
 
@@ -221,6 +222,16 @@ def test_officer_journey(page: Page, chromium: Browser, app: Flask, demo: DemoIn
         expect(other.locator("h1")).to_have_text("Sign in to the console")
     finally:
         reviewer.close()
+
+    # the admin's dashboard, from the navigation: the erasure completed, two open
+    tab_to(page, "nav a[href$='/console/dashboard']")
+    assert press_enter(page) == 200
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    expect(page.locator("#figure-open a")).to_have_text("2 open requests: see them in the queue")
+    expect(page.locator("#durations-erasure td").first).to_have_text("1")
+    expect(page.locator("svg.chart title").first).to_have_text("Requests by status")
+    assert_accessible(page)
+    snap(request, page, "dashboard")
 
 
 def approve_by_keyboard(page: Page, app: Flask, email: str, request_id: str,

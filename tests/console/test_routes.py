@@ -18,6 +18,7 @@ ROLES: dict[str, set[str]] = {
     "console.sign_out": {A, R, U},
     "console.queue": {A, R, U},
     "console.search": {A, R, U},
+    "console.dashboard": {A, R, U},
     "console.request_page": {A, R, U},
     "console.preview_again": {A, R},
     "console.officers": {A},
