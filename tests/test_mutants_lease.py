@@ -1,6 +1,8 @@
 """dsar/workflow/lease.py where `make mutate` found it loose: claiming one named task (the
 Celery executor's way), releasing a task (only that task, only while it is ours, due again
-after the delay) and the heartbeat's one log line per outage. The runtime's clock is moved,
+after the delay), the heartbeat's one log line per outage, which task a claim takes first
+(and none under a request no longer processing), and the heartbeat's thread: named, a
+daemon, waking every half second to pass a shutdown on. The runtime's clock is moved,
 never slept past; the heartbeat's thread is waited for on an event."""
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import exc, select
+from sqlalchemy import exc, select, update
 
 from dsar.clock import MovableClock
-from dsar.models import Task, WorkerRole
+from dsar.models import Request, Task, WorkerRole
 from dsar.runtime import Runtime
 from dsar.workflow import lease
 from dsar.workflow import requests as flow
@@ -254,3 +256,85 @@ def test_the_next_renewal_counts_from_the_time_the_last_one_was_made_for(
         assert calls[0].wait(10), "the heartbeat did not renew"
         clock.advance(seconds=1.5)  # 2.5 s after the first renewal's moment, 1.5 after its end
         assert calls[1].wait(10), "the next renewal waited for 2.5 s after the write returned"
+
+
+def test_the_oldest_due_task_is_claimed_first_whatever_its_id(rt: Runtime,
+                                                              clock: MovableClock) -> None:
+    """Due time first (a task sent back for later waits behind one due earlier), then
+    age: a lapsed lease is taken over before a pending task due at the same time."""
+    first, second, third = processing(rt, "a@example.org", "b@example.org", "c@example.org")
+    with rt.transaction() as session:
+        later = session.get(Task, first)
+        assert later is not None
+        later.not_before = START + timedelta(seconds=1)
+    clock.advance(seconds=2)
+    assert lease.claim(rt, "w:1") == second  # due at START, before first's START + 1 s
+    clock.advance(seconds=10, microseconds=1)  # second's lease (10 s) ran out
+    assert lease.claim(rt, "w:2") == second  # taken over: due at START, like third
+    assert task(rt, second).reclaims == 1
+    assert lease.claim(rt, "w:2") == third
+    assert lease.claim(rt, "w:2") == first
+
+
+def test_no_task_of_a_request_that_is_no_longer_processing_is_claimed(
+        rt: Runtime, clock: MovableClock) -> None:
+    """An open task left under a request that has moved on (written by hand, by an older
+    version) is never run: the request's state decides, not the task's alone."""
+    [task_id] = processing(rt, "a@example.org")
+    with rt.transaction() as session:
+        session.execute(update(Request).values(status="cancelled"))
+    assert lease.claim(rt, "w:1") is None
+    assert lease.claim_task(rt, task_id, "w:1") is False
+    assert task(rt, task_id).status == "pending"
+
+
+class Watched(MovableClock):
+    """Tells when a thread other than the test's read the clock: the heartbeat woke and
+    looked whether a renewal is due (the time is read before it is told)."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.looked = threading.Event()
+
+    def monotonic(self) -> float:
+        value = super().monotonic()
+        if threading.current_thread() is not threading.main_thread():
+            self.looked.set()
+        return value
+
+
+@pytest.fixture
+def watched(rt: Runtime, clock: MovableClock) -> Watched:
+    moved = rt.clock = Watched(START)
+    return moved
+
+
+def test_a_heartbeat_with_nothing_due_keeps_waking_and_renews_once_due(
+        rt: Runtime, watched: Watched, monkeypatch: pytest.MonkeyPatch) -> None:
+    renewed = threading.Event()
+    monkeypatch.setattr(lease, "renew", lambda *_args: renewed.set())
+    with lease.Heartbeat(rt, 1, "w:1"):
+        assert watched.looked.wait(10), "the heartbeat never woke"  # nothing due yet
+        watched.advance(seconds=2.5)
+        assert renewed.wait(10), "the heartbeat stopped after a wake-up with nothing due"
+
+
+def test_a_shutdown_reaches_the_running_call_within_a_wake_up(
+        rt: Runtime, watched: Watched) -> None:
+    """The heartbeat wakes every half second, whatever the lease (here 10 s: a renewal
+    every 2.5 s), so a stopping worker's connector call is asked to stop at once."""
+    shutdown = threading.Event()
+    with lease.Heartbeat(rt, 1, "w:1", shutdown=shutdown) as beat:
+        assert watched.looked.wait(10), "the heartbeat never woke"
+        shutdown.set()  # just after a wake-up: the next is half a second away
+        assert beat.stop.wait(1.2), "the shutdown waited for a renewal's interval"
+
+
+def test_a_heartbeat_runs_in_a_named_daemon_thread(rt: Runtime, clock: MovableClock) -> None:
+    """Named after its task in a thread dump; a daemon, so a worker process that ends
+    while a connector call hangs is not kept alive by a thread renewing that call's
+    lease for ever."""
+    with lease.Heartbeat(rt, 7, "w:1"):
+        [thread] = [t for t in threading.enumerate() if t.name == "dsar-heartbeat-7"]
+        assert thread.daemon and thread.is_alive()
+    assert not thread.is_alive()
