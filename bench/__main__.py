@@ -7,7 +7,8 @@ completed, from the server's own rows. Reports median and p95 of access and
 erasure on the shop (sql only) and on the demo stores (sql + maildir +
 slack), on a SQLite and a PostgreSQL app database; the 1M/10k ratio with
 ``--large``; the throughput of queued access requests; then the console's
-queue over 100,000 requests (``bench/console.py``); then the sections
+queue over 100,000 requests (``bench/console.py``); the audit trail's page and
+checks over 1,000,000 events (``bench/audit_trail.py``); then the sections
 that need no server (export of a 200,000-message subject, Maildir erasure,
 the engine in-process). ``--compare`` runs only the shop, each dsar request
 followed by one of the leader's (``bench/compare.py``), and prints the ratios.
@@ -32,8 +33,8 @@ from bench import report, runs, shop
 from bench.server import Pg, postgres
 
 LABELS = {10_000: "10k", 100_000: "100k", 1_000_000: "1m"}
-SECTIONS = ("shop", "demo", "queued", "submit", "celery", "console", "export", "maildir",
-            "inprocess")
+SECTIONS = ("shop", "demo", "queued", "submit", "celery", "console", "trail", "export",
+            "maildir", "inprocess")
 
 
 def label(customers: int) -> str:
@@ -252,6 +253,12 @@ def _engine(pg: Pg, root: Path, dbs: dict[int, str], app_dbs: list[str],
         print("console_queue (100,000 requests) ...", flush=True)
         out["console_queue"] = console.run(pg)
         print(f"  console: {console.brief(out['console_queue'])}", flush=True)
+    if "trail" not in skip:
+        from bench import audit_trail
+
+        print("audit_trail (1,000,000 events) ...", flush=True)
+        out["audit_trail"] = audit_trail.run(pg)
+        print(f"  trail: {audit_trail.brief(out['audit_trail'])}", flush=True)
     return out
 
 

@@ -99,6 +99,18 @@ def table(sections: dict[str, Any]) -> str:
                          f"{t['median_ms']} ms (p95 {t['p95_ms']}) (target < "
                          f"{console['target_median_ms']:.0f}: "
                          f"{_verdict(t['median_ms'] < console['target_median_ms'])})")
+    trail = sections.get("audit_trail") or {}
+    for page, t in trail.items():
+        if isinstance(t, dict):
+            lines.append(f"audit trail {page} ({trail['events']:,} events, postgresql): "
+                         f"{t['median_ms']} ms (p95 {t['p95_ms']}) (target < "
+                         f"{trail['target_median_ms']:.0f}: "
+                         f"{_verdict(t['median_ms'] < trail['target_median_ms'])})")
+    if trail:
+        lines.append(f"audit checks ({trail['events']:,} events): full "
+                     f"{trail['full_check_seconds']} s, incremental "
+                     f"{trail['incremental_check_seconds']} s over "
+                     f"{trail['incremental_check_events']:,} new events")
     for name in ("submit_load", "celery", "export_large"):
         if sections.get(name):
             lines.append(f"{name}: " + json.dumps(sections[name])[:300])

@@ -341,9 +341,13 @@ class Trail:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: the last event included (an export: the chain as it was when asked for)
+    through: int | None = None
 
     def where(self) -> list[ColumnElement[bool]]:
         clauses: list[ColumnElement[bool]] = []
+        if self.through is not None:
+            clauses.append(AuditEvent.seq <= self.through)
         if self.request_id:
             clauses.append(AuditEvent.request_id == self.request_id)
         if self.actor:

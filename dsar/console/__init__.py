@@ -17,5 +17,6 @@ from . import (  # noqa: E402,F401  (registers on bp)
     dashboard,
     errors,
     request_views,
+    trail,
     views,
 )

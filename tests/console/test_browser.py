@@ -7,8 +7,10 @@ the one-time link (the key read off the page into an authenticator), signs in wi
 both factors, filters the queue and invites a reviewer; the reviewer sets up, signs
 in, is refused an admin page, finds the erasure by the customer's email, reads its
 preview store by store, approves it on the check-answers page and, once the
-workers have run it (in the test's thread), sees it completed; the admin opens the
-dashboard from the navigation. Then (SQLite) every
+workers have run it (in the test's thread), sees it completed; an auditor filters
+the audit trail to that request, exports it as CSV, asks for a check of the chain
+and reads it intact once the housekeeper has run, and reads the dashboard; the
+admin opens the dashboard from the navigation. Then (SQLite) every
 other page: each action's form, errors and confirmation, the 409 and 404 pages, the
 account's and the admin's pages.
 
@@ -222,6 +224,7 @@ def test_officer_journey(page: Page, chromium: Browser, app: Flask, demo: DemoIn
         expect(other.locator("h1")).to_have_text("Sign in to the console")
     finally:
         reviewer.close()
+    audit_by_keyboard(chromium, page.url.split("/console")[0], app, bram_id, request)
 
     # the admin's dashboard, from the navigation: the erasure completed, two open
     tab_to(page, "nav a[href$='/console/dashboard']")
@@ -233,6 +236,64 @@ def test_officer_journey(page: Page, chromium: Browser, app: Flask, demo: DemoIn
     assert_accessible(page)
     snap(request, page, "dashboard")
 
+
+def audit_by_keyboard(chromium: Browser, base_url: str, app: Flask, request_id: str,
+                      request: pytest.FixtureRequest) -> None:
+    """An auditor filters the trail to one request, exports it, asks for a check
+    of the chain and reads its outcome once the housekeeper has run, then reads
+    the dashboard."""
+    rt = app.extensions["dsar"]
+    with rt.transaction() as session:
+        invitation = accounts.create(session, rt, "audrey@example.org", "auditor",
+                                     actor="operator:test")
+    context = chromium.new_context(base_url=base_url, viewport=dict(DESKTOP), locale="en-GB",
+                                   accept_downloads=True)
+    try:
+        page = context.new_page()
+        key = set_up(page, app, urlsplit(invitation.url).path, request)
+        assert sign_in(page, app, "audrey@example.org", key) == 303
+        tab_to(page, "nav a[href$='/console/audit']")
+        assert press_enter(page) == 200
+        expect(page.locator("h1")).to_have_text("Audit trail")
+        expect(page.locator("#checks")).to_contain_text("The chain has not been checked yet.")
+        assert_accessible(page)
+        snap(request, page, "trail")
+
+        type_into(page, "#request", request_id)
+        assert press_submit(page, ".trail-filters button[type=submit]") == 200
+        assert f"request={request_id}" in page.url
+        rows = page.locator("table.trail tbody tr")
+        actions = page.locator("table.trail tbody tr td:nth-child(4)").all_inner_texts()
+        assert actions[0] == "request.completed" and actions[-1] == "request.received"
+        assert rows.count() == len(actions)
+        assert_accessible(page)
+        snap(request, page, "trail-request")
+
+        with page.expect_download() as download:
+            tab_to(page, ".trail-export button[type=submit]")
+            page.keyboard.press("Enter")
+        saved = download.value
+        assert saved.suggested_filename.startswith("dsar-audit-")
+        assert saved.suggested_filename.endswith(".csv")
+        exported = Path(saved.path()).read_text("utf-8").splitlines()
+        assert exported[0].startswith("seq,occurred_at,actor,action,request_id")
+        assert len(exported) == 1 + len(actions)
+        assert all(request_id in line for line in exported[1:])
+
+        assert press_submit(page, "#checks button[type=submit]") == 303  # check now
+        expect(page.locator("#checks")).to_contain_text("is waiting for the housekeeper")
+        housekeeping_chores(rt)
+        page.reload()
+        expect(page.locator("#checks")).to_contain_text("Intact")
+        assert_accessible(page)
+        snap(request, page, "trail-checked")
+
+        tab_to(page, "nav a[href$='/console/dashboard']")
+        assert press_enter(page) == 200
+        expect(page.locator("h1")).to_have_text("Dashboard")
+        assert_accessible(page)
+    finally:
+        context.close()
 
 def approve_by_keyboard(page: Page, app: Flask, email: str, request_id: str,
                         request: pytest.FixtureRequest) -> None:

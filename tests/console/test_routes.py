@@ -20,6 +20,9 @@ ROLES: dict[str, set[str]] = {
     "console.search": {A, R, U},
     "console.dashboard": {A, R, U},
     "console.request_page": {A, R, U},
+    "console.trail_page": {A, R, U},
+    "console.ask_check": {A, R, U},
+    "console.export_trail": {A, R, U},
     "console.preview_again": {A, R},
     "console.officers": {A},
     "console.officer_new": {A},
@@ -32,6 +35,7 @@ ROLES: dict[str, set[str]] = {
     "console.account": {A, R, U},
     "console.account_password": {A, R, U},
     "console.account_recovery_codes": {A, R, U},
+    "console.account_mail": {A, R, U},
     # an officer's actions on a request: the form (and its check), the confirmation
     "console.approve": {A, R}, "console.approve_confirm": {A, R},
     "console.deny": {A, R}, "console.deny_confirm": {A, R},
