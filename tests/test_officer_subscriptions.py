@@ -5,8 +5,7 @@ The summary goes to active officers who asked for it, once per 7 days, with
 the queue's figures; an alert lists the open requests within the officer's N
 days of their due date (or past it), once per request and due date, again
 after an extension moves it, never a closed one. Neither names a requester.
-The two mails are pinned as golden files (SQLite: the text does not depend on
-the app database), as tests/test_golden_mail.py pins the code mail.
+The two mails are pinned as golden files in tests/test_golden_officer_mail.py.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from syrupy.assertion import SnapshotAssertion
 
 from dsar import outbox
 from dsar.clock import MovableClock
@@ -391,48 +389,3 @@ def test_deleting_a_request_or_an_officer_deletes_their_alerts(sub_rt: Runtime) 
     assert alerted(sub_rt, bob) == []
     with sub_rt.transaction() as session:
         assert session.scalar(select(Request.id).where(Request.id == kept)) == kept
-
-
-# --- the texts, pinned ----------------------------------------------------------------------
-
-
-def delivered(rt: Runtime) -> list[str]:
-    """Deliver what is queued; the mails written to the outbox folder, by file name."""
-    while outbox.deliver_due(rt):
-        pass
-    folder = Path(rt.settings["OUTBOX_DIR"])
-    return [path.read_bytes().decode("utf-8") for path in sorted(folder.glob("*.eml"))]
-
-
-@pytest.fixture
-def golden_rt(sub_rt: Runtime, seeded: object) -> Runtime:
-    sub_rt.clock = MovableClock(FROZEN)
-    return sub_rt
-
-
-def _golden_requests(rt: Runtime) -> None:
-    day = timedelta(days=1)
-    new_request(rt, due_in=2 * day)
-    new_request(rt, due_in=-day - timedelta(hours=3), status=Status.PARTIALLY_FAILED)
-    new_request(rt, due_in=5 * day, status=Status.PAUSED, kind="erasure")
-    new_request(rt, due_in=13 * day, status=Status.AWAITING_REVIEW, kind="erasure")
-    new_request(rt, due_in=20 * day, status=Status.PROCESSING)
-    new_request(rt, due_in=-4 * day, status=Status.COMPLETED, closed_ago=3 * day)
-
-
-@SQLITE
-def test_the_summary_mail(golden_rt: Runtime, golden: SnapshotAssertion) -> None:  # noqa: F811
-    _golden_requests(golden_rt)
-    officer(golden_rt, "Ada.Officer@example.org", weekly=True)
-    assert subscriptions.send_due(golden_rt) == 1
-    (mail,) = delivered(golden_rt)
-    assert golden == mail
-
-
-@SQLITE
-def test_the_due_alert_mail(golden_rt: Runtime, golden: SnapshotAssertion) -> None:  # noqa: F811
-    _golden_requests(golden_rt)
-    officer(golden_rt, "Ada.Officer@example.org", days=7)
-    assert subscriptions.send_due(golden_rt) == 1
-    (mail,) = delivered(golden_rt)
-    assert golden == mail

@@ -27,7 +27,7 @@ GOLDEN = sorted((ROOT / "tests" / "__snapshots__").glob("test_golden_*/*.txt"))
 def test_there_are_golden_files_for_each_output() -> None:
     folders = {path.parent.name for path in GOLDEN}
     assert folders == {"test_golden_api", "test_golden_audit_export", "test_golden_bundle",
-                       "test_golden_mail"}
+                       "test_golden_mail", "test_golden_officer_mail"}
 
 
 def _one_character_changes(text: str) -> list[str]:
