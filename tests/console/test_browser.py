@@ -267,6 +267,7 @@ def audit_by_keyboard(chromium: Browser, base_url: str, app: Flask, request_id: 
         assert actions[0] == "request.completed" and actions[-1] == "request.received"
         assert rows.count() == len(actions)
         assert_accessible(page)
+        page.locator("table.trail caption").evaluate("caption => caption.scrollIntoView()")
         snap(request, page, "trail-request")
 
         with page.expect_download() as download:
