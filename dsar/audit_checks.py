@@ -123,20 +123,20 @@ def _start_point(session: Session, crypto: Crypto, check: AuditCheck
 
 def run(rt: Runtime, check_id: int) -> AuditCheck:
     """Run one asked-for check and record its sealed outcome (and the
-    ``audit.checked`` event). The walk reads in a transaction of its own."""
+    ``audit.checked`` event). The walk reads one snapshot (:meth:`Runtime.reading`),
+    holding no writer back."""
     with rt.transaction() as session:
         check = session.get_one(AuditCheck, check_id)
         check.started_at = now_of(session)
         start = _start_point(session, rt.crypto, check)
         if start is None:
             check.kind = FULL  # nothing to start from: the whole chain
-    with rt.transaction() as session:
-        if isinstance(start, str):
-            result = audit.Verification(False, 0, None, start)
-            from_seq = None
-        else:
+    if isinstance(start, str):
+        result, from_seq = audit.Verification(False, 0, None, start), None
+    else:
+        with rt.reading() as session:  # a snapshot: writers go on meanwhile
             result = audit.verify(session, rt.crypto, after=start)
-            from_seq = (start[0] if start else 0) + 1
+        from_seq = (start[0] if start else 0) + 1
     with rt.transaction() as session:
         check = session.get_one(AuditCheck, check_id)
         check.from_seq, check.ok = from_seq, result.ok

@@ -90,6 +90,10 @@ def _sqlite_busy_seconds(url: str) -> float:
     return busy
 
 
+#: execution option of :meth:`Runtime.reading`'s connection: a read that takes no write lock
+READING = "dsar_reading"
+
+
 def _tune_sqlite(engine: Engine, busy_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -102,7 +106,8 @@ def _tune_sqlite(engine: Engine, busy_seconds: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(READING)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 def is_unavailable(error: BaseException) -> bool:

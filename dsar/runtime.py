@@ -22,7 +22,7 @@ from . import clock, wakeup
 from .clock import Clock
 from .connector import Connector
 from .crypto import Crypto
-from .database import make_engine
+from .database import READING, make_engine
 from .mail import Mailer
 from .officers.factors import default_hasher
 from .registry import load_connectors
@@ -76,6 +76,23 @@ class Runtime:
         """A session whose work commits on success and rolls back on error."""
         with self.sessionmaker() as session, session.begin():
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for a long read (a walk of the audit chain, a streamed
+        export), rolled back at the end: one snapshot throughout (PostgreSQL:
+        REPEATABLE READ; SQLite: a deferred transaction, which in WAL mode
+        reads one snapshot and takes no write lock), so writers go on and
+        what commits meanwhile is not seen halfway."""
+        with self.sessionmaker() as session:
+            options: dict[str, object] = {READING: True}
+            if self.engine.dialect.name == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            session.connection(execution_options=options)
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def close(self) -> None:
         """Release the connectors' and the database's connections."""

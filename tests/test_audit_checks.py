@@ -6,6 +6,8 @@ CLI's head and verify refuse what does not hold.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -235,3 +237,28 @@ def test_audit_verify_says_every_request_is_accounted_for(
     result = cli("audit", "verify")
     assert result.exit_code == 0
     assert "every request has the events its state implies" in result.output
+
+
+def test_a_check_walks_a_snapshot_and_never_holds_writers_back(
+        rt: Runtime, clock: MovableClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full check over a million events takes a minute: events appended
+    meanwhile must neither wait for it (SQLite has one writer) nor make it
+    report a head beyond the events it walked."""
+    append(rt, 3)
+    original, wrote = audit._check_event, []
+
+    def append_meanwhile(event: AuditEvent, *args: object) -> str:
+        if event.seq == 2 and not wrote:
+            writer = threading.Thread(target=append, args=(rt, 2))
+            started = time.monotonic()
+            writer.start()
+            writer.join(10)
+            wrote.append(time.monotonic() - started)
+        return original(event, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audit, "_check_event", append_meanwhile)
+    done = check(rt, audit_checks.FULL)
+    assert wrote and wrote[0] < 2, "a write waited for the check"
+    assert (done.ok, done.to_seq, done.problem) == (True, 3, None)
+    with rt.transaction() as session:
+        assert audit.verify(session, rt.crypto).ok

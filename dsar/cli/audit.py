@@ -10,6 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from .. import audit, audit_checks
+from ..runtime import runtime
 from .base import main, transaction
 
 #: requests the chain does not account for that `dsar audit verify` lists by id
@@ -40,7 +41,8 @@ def _anchor(_ctx: click.Context, _param: click.Parameter,
 def audit_verify(anchors: dict[int, str]) -> None:
     """Check every event's link, hash and seal, and the sealed head; then that
     every request row has the events its state implies."""
-    with transaction() as (rt, session):
+    rt = runtime()
+    with rt.reading() as session:  # one snapshot; writers go on meanwhile
         result = audit.verify(session, rt.crypto, anchors)
         unrecorded = list(islice(audit_checks.unrecorded_requests(session), UNRECORDED_SHOWN + 1))
     if result.ok:
@@ -81,6 +83,7 @@ def audit_head() -> None:
 @with_appcontext
 def audit_export(fmt: str, output: Any) -> None:
     """Write the whole chain, with hashes and seals, for offline review."""
-    with transaction() as (_rt, session):
+    rt = runtime()
+    with rt.reading() as session:
         count = audit.export(session, output, fmt)
     click.echo(f"{count} events exported", err=True)

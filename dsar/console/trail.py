@@ -185,7 +185,7 @@ def export_trail() -> Response:
     stamp = rt.now().strftime("%Y%m%dT%H%M%SZ")
 
     def stream() -> Iterator[str]:
-        with rt.transaction() as session:
+        with rt.reading() as session:  # a long download holds no writer back
             yield from audit.lines(session, fmt, trail)
 
     response = Response(stream_with_context(stream()), content_type=content_type)
