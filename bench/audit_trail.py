@@ -21,10 +21,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import insert, update
 
 from dsar import audit, audit_checks, create_app, migrate
@@ -153,27 +151,8 @@ def run(pg: Any | None = None, count: int = 1_000_000, samples: int = 30) -> dic
     if pg is None:
         with postgres() as started:
             return run(started, count, samples)
-    name = "dsar_bench_trail"
-    with psycopg.connect(f"{pg.dsn} dbname=postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        return measure(pg.url(name), count, samples)
-    finally:
-        with psycopg.connect(f"{pg.dsn} dbname=postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def save_alone(section: dict[str, Any]) -> Path:
-    """This section into today's results, the others' figures left as they are."""
-    from bench import report
-
-    report.RESULTS.mkdir(exist_ok=True)
-    out = report.RESULTS / f"engine-{datetime.now(UTC).date().isoformat()}.json"
-    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    results["audit_trail"] = section
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    return out
+    with pg.database("dsar_bench_trail") as url:
+        return measure(url, count, samples)
 
 
 def brief(section: dict[str, Any]) -> str:
@@ -196,4 +175,4 @@ if __name__ == "__main__":
     print(f"  trail: {brief(section)}; target {TARGET_MS:.0f} ms: "
           f"{'meets' if section['meets_target'] else 'MISSES'}")
     print(report.table({"audit_trail": section}))
-    print(f"written to {save_alone(section)}")
+    print(f"written to {report.save_section('audit_trail', section)}")

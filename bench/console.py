@@ -19,17 +19,14 @@ today's results as ``console_queue`` (``make bench`` runs it with the rest).
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import insert
 
 from dsar import create_app, migrate
@@ -190,28 +187,8 @@ def run(pg: Any | None = None, count: int = 100_000, samples: int = 100) -> dict
     if pg is None:
         with postgres() as started:
             return run(started, count, samples)
-    name = "dsar_bench_console"
-    with psycopg.connect(f"{pg.dsn} dbname=postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        return measure(pg.url(name), count, samples)
-    finally:
-        with psycopg.connect(f"{pg.dsn} dbname=postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def save_alone(section: dict[str, Any]) -> Path:
-    """This section into today's results, the others' figures and date left as they are
-    (``report.save`` dates the whole file: right for ``make bench``, which runs them all)."""
-    from bench import report
-
-    report.RESULTS.mkdir(exist_ok=True)
-    out = report.RESULTS / f"engine-{datetime.now(UTC).date().isoformat()}.json"
-    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    results["console_queue"] = section
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    return out
+    with pg.database("dsar_bench_console") as url:
+        return measure(url, count, samples)
 
 
 def brief(section: dict[str, Any]) -> str:
@@ -227,4 +204,4 @@ if __name__ == "__main__":
     print(f"  console: {brief(section)}; target {TARGET_MS:.0f} ms: "
           f"{'meets' if section['meets_target'] else 'MISSES'}")
     print(report.table({"console_queue": section}))
-    print(f"written to {save_alone(section)}")
+    print(f"written to {report.save_section('console_queue', section)}")

@@ -38,6 +38,17 @@ def save(sections: dict[str, Any]) -> Path:
     return out
 
 
+def save_section(name: str, section: dict[str, Any]) -> Path:
+    """One section run alone into today's file, the others' figures and date left
+    as they are (:func:`save` dates the whole file: right for ``make bench``)."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"engine-{datetime.now(UTC).date().isoformat()}.json"
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    results[name] = section
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return out
+
+
 def scale_ratios(shop: dict[str, Any], small: str, large: str) -> dict[str, Any]:
     """Median at the large size over the small one, per app database and kind."""
     out: dict[str, Any] = {}
@@ -92,20 +103,16 @@ def table(sections: dict[str, Any]) -> str:
                              f"(p95 {d['p95_ms']}), leader {f['median_ms']} ms (p95 "
                              f"{f['p95_ms']}): x{r} (target >= {TARGET_RATIO:.0f}: "
                              f"{_verdict(r >= TARGET_RATIO)})")
-    console = sections.get("console_queue") or {}
-    for page, t in console.items():
-        if isinstance(t, dict):
-            lines.append(f"console {page} ({console['requests']:,} requests, postgresql): "
-                         f"{t['median_ms']} ms (p95 {t['p95_ms']}) (target < "
-                         f"{console['target_median_ms']:.0f}: "
-                         f"{_verdict(t['median_ms'] < console['target_median_ms'])})")
-    trail = sections.get("audit_trail") or {}
-    for page, t in trail.items():
-        if isinstance(t, dict):
-            lines.append(f"audit trail {page} ({trail['events']:,} events, postgresql): "
-                         f"{t['median_ms']} ms (p95 {t['p95_ms']}) (target < "
-                         f"{trail['target_median_ms']:.0f}: "
-                         f"{_verdict(t['median_ms'] < trail['target_median_ms'])})")
+    for name, label, size in (("console_queue", "console", "requests"),
+                              ("audit_trail", "audit trail", "events")):
+        pages = sections.get(name) or {}
+        for page, t in pages.items():
+            if isinstance(t, dict):
+                lines.append(f"{label} {page} ({pages[size]:,} {size}, postgresql): "
+                             f"{t['median_ms']} ms (p95 {t['p95_ms']}) (target < "
+                             f"{pages['target_median_ms']:.0f}: "
+                             f"{_verdict(t['median_ms'] < pages['target_median_ms'])})")
+    trail = sections.get("audit_trail")
     if trail:
         lines.append(f"audit checks ({trail['events']:,} events): full "
                      f"{trail['full_check_seconds']} s, incremental "

@@ -56,6 +56,18 @@ class Pg:
         """SQLAlchemy URL of database ``db``."""
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{db}"
 
+    @contextlib.contextmanager
+    def database(self, name: str) -> Iterator[str]:
+        """A new, empty database ``name`` (its URL), dropped at the end."""
+        with psycopg.connect(f"{self.dsn} dbname=postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        try:
+            yield self.url(name)
+        finally:
+            with psycopg.connect(f"{self.dsn} dbname=postgres", autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -58,22 +59,21 @@ def housekeeping_chores(rt: Runtime) -> None:
     from .workflow import preview
     from .workflow.requests import expire_unverified
 
-    with rt.transaction() as session:
-        expired = expire_unverified(session, rt)
-    if expired:
-        log.info("expired %d unverified requests", expired)
-    swept = export_step.sweep(rt)
-    if swept:
-        log.info("removed %d leftover export parts", swept)
-    previewed = preview.refresh(rt)
-    if previewed:
-        log.info("computed %d erasure previews", previewed)
-    checked = audit_checks.run_asked(rt)
-    if checked:
-        log.info("ran %d audit chain checks", checked)
-    mailed = subscriptions.send_due(rt)
-    if mailed:
-        log.info("queued %d officers' subscription mails", mailed)
+    def expire() -> int:
+        with rt.transaction() as session:
+            return expire_unverified(session, rt)
+
+    chores: tuple[tuple[Callable[[], int], str], ...] = (
+        (expire, "expired %d unverified requests"),
+        (lambda: export_step.sweep(rt), "removed %d leftover export parts"),
+        (lambda: preview.refresh(rt), "computed %d erasure previews"),
+        (lambda: audit_checks.run_asked(rt), "ran %d audit chain checks"),
+        (lambda: subscriptions.send_due(rt), "queued %d officers' subscription mails"),
+    )
+    for chore, done in chores:
+        count = chore()
+        if count:
+            log.info(done, count)
 
 
 @dataclass(frozen=True)
