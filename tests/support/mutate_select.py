@@ -19,8 +19,9 @@ import fnmatch
 import pytest
 
 FILES = frozenset({
-    "tests/test_any_text.py", "tests/test_audit.py", "tests/test_audit_late_lock.py",
-    "tests/test_audit_tamper.py", "tests/test_backoff_rules.py", "tests/test_bundle.py",
+    "tests/test_any_text.py", "tests/test_audit.py", "tests/test_audit_checks.py",
+    "tests/test_audit_late_lock.py", "tests/test_audit_tamper.py", "tests/test_audit_trail.py",
+    "tests/test_backoff_rules.py", "tests/test_bundle.py",
     "tests/test_bundle_single_pass.py", "tests/test_cli.py", "tests/test_crypto.py",
     "tests/test_crypto_keys.py", "tests/test_deadlines.py", "tests/test_discovery.py",
     "tests/test_download_rules.py", "tests/test_end_to_end.py", "tests/test_engine.py",
