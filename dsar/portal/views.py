@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from flask import Response, abort, flash, redirect, request, send_file, url_for
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..extensions import email_key, keep_own_retry_after, rate_limits, request_key
@@ -134,7 +135,10 @@ def resend(request_id: str) -> Response | BaseResponse:
 @bp.get("/requests/<request_id>/download")
 def download(request_id: str) -> Response:
     """The zip, counted; a link that is not ready (409), expired or used up (410)
-    gets a page saying so."""
+    gets a page saying so. HEAD (mail scanners, link checkers) is refused, never
+    counted."""
+    if request.method == "HEAD":
+        raise MethodNotAllowed(valid_methods=["GET"])
     rt = runtime()
     try:
         with rt.transaction() as session:

@@ -90,3 +90,15 @@ def test_download_before_completion_is_409(shop: Browser) -> None:
     status, body, _answer = shop.download(request_id)
     assert status == 409 and T["download.not_ready"] in body.decode()
     assert "/download" not in shop.status(request_id).text
+
+
+def test_a_head_request_never_uses_up_a_download(shop: Browser) -> None:
+    """Mail scanners and link checkers send HEAD first: it must not count."""
+    request_id = _verified(shop)
+    _process(shop)
+    for _ in range(4):
+        answer = shop.client.head(f"/requests/{request_id}/download")
+        assert answer.status_code == 405 and answer.headers["Allow"] == "GET"
+    assert "3 downloads left" in shop.status(request_id).text
+    assert events(shop.rt, request_id).count("export.downloaded") == 0
+    assert shop.download(request_id)[0] == 200
