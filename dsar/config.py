@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .files import private_folder
 from .mail import parse_smtp_url, tls_context
 
 
@@ -216,6 +217,11 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
 
 
 def _fill_defaults(values: dict[str, Any], instance: Path) -> None:
+    """The instance folder's defaults; the folder is made private (0700) when
+    the database, the exports or the development secret live in it."""
+    needs_secret = not values.get("SECRET_KEY") and values["ENV"] == "development"
+    if needs_secret or not values.get("DATABASE_URL") or not values.get("EXPORT_DIR"):
+        private_folder(instance)
     if not values.get("DATABASE_URL"):
         values["DATABASE_URL"] = f"sqlite:///{instance / 'dsar.db'}"
     if not values.get("EXPORT_DIR"):
@@ -224,7 +230,7 @@ def _fill_defaults(values: dict[str, Any], instance: Path) -> None:
         default = instance / "connectors.toml"
         values["CONNECTORS"] = str(default) if default.exists() else None
     values.setdefault("OUTBOX_DIR", str(instance / "outbox"))
-    if not values.get("SECRET_KEY") and values["ENV"] == "development":
+    if needs_secret:
         values["SECRET_KEY"] = _development_secret(instance)
         values["SECRET_IS_DEVELOPMENT"] = True
 
@@ -234,7 +240,6 @@ def _development_secret(instance: Path) -> str:
     path = instance / _DEV_SECRET_FILE
     if path.exists():
         return path.read_text().strip()
-    instance.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     path.touch(mode=0o600)
     path.write_text(secret)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc, make_url
@@ -22,6 +23,7 @@ from sqlalchemy.types import TypeDecorator
 
 from .clock import system_now
 from .config import ConfigError
+from .files import private_file
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -95,6 +97,14 @@ READING = "dsar_reading"
 
 
 def _tune_sqlite(engine: Engine, busy_seconds: float) -> None:
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        @event.listens_for(engine, "first_connect")
+        def _private(_dbapi_connection: Any, _record: Any) -> None:
+            # SQLite made the file (0644); its WAL and shared memory take its mode
+            for suffix in ("", "-wal", "-shm"):
+                private_file(Path(database + suffix))
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves

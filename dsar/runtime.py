@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 from argon2 import PasswordHasher
@@ -23,6 +24,7 @@ from .clock import Clock
 from .connector import Connector
 from .crypto import Crypto
 from .database import READING, make_engine
+from .files import private_folder
 from .mail import Mailer
 from .officers.factors import default_hasher
 from .registry import load_connectors
@@ -33,6 +35,9 @@ class Runtime:
     def __init__(self, settings: Mapping[str, Any],
                  connector_types: Mapping[str, type[Connector]] | None = None) -> None:
         self.settings = dict(settings)
+        private_folder(Path(self.settings["EXPORT_DIR"]))
+        if not self.settings.get("SMTP_URL"):  # mail written as files
+            private_folder(Path(self.settings["OUTBOX_DIR"]))
         self.crypto = Crypto(self.settings["SECRET_KEY"], self.settings.get("AUDIT_KEY"))
         #: the time as this runtime reads it (tests swap in a MovableClock)
         self.clock: Clock = Clock()
