@@ -31,7 +31,7 @@ export PIP_PROGRESS_BAR := off
 
 .DEFAULT_GOAL := test
 .PHONY: venv test-deps lint types pytest test run bench bench-deps bench-compare mutate \
-        mutate-deps mutate-summary clean
+        mutate-deps mutate-save mutate-summary clean
 
 venv: $(STAMP)
 
@@ -121,15 +121,18 @@ bench-compare: $(BENCH_STAMP)
 	$(BIN)/python -m bench --compare $(BENCH_ARGS)
 
 # Mutation testing (README, Tests): mutmut over the modules setup.cfg's [mutmut] names, each
-# mutant against the SQLite tests that reach it; about an hour on 2 cores. Not in `make test`.
-# Results stay in mutants/ (a rerun tests only mutants whose function changed or that have
-# no result yet: `rm -rf mutants` for a full run); the summary goes to bench/results/.
-#   make mutate MUTATE_ARGS='dsar.crypto*'    # only the mutants whose names match
+# mutant against the SQLite tests that reach it; two to three hours on 2 cores from nothing.
+# Not in `make test`. Results stay in mutants/ (a rerun tests only mutants whose function
+# changed or that have no result yet) and are kept in bench/mutate-state/ (committed), so a
+# fresh checkout starts from them; `rm -rf mutants bench/mutate-state` for a full run. The
+# summary goes to bench/results/.
+#   make mutate MUTATE_ARGS='dsar.crypto*'    # only these mutants, tested again
 #   make mutate-summary                       # the JSON again from the results in mutants/
 MUTATE_ARGS ?=
 MUTATE_JOBS ?= 2
 MUTATE_OUT  ?= bench/results/mutate-$(shell date -u +%Y-%m-%d).json
 MUTATE_STAMP := $(VENV)/.mutate-installed
+MUTATE_STATE := bench/mutate-state
 
 mutate-deps: $(MUTATE_STAMP)
 
@@ -142,6 +145,9 @@ $(MUTATE_STAMP): $(STAMP)
 # uses it: one answering, or binaries for a throwaway one.
 mutate: $(MUTATE_STAMP)
 	@scripts/ensure-test-deps.sh postgresql
+	@if [ ! -d mutants ] && [ -d $(MUTATE_STATE) ]; then \
+	  echo "==> results of earlier runs from $(MUTATE_STATE)"; \
+	  mkdir -p mutants && cp -r $(MUTATE_STATE)/. mutants/; fi
 	@# mutmut copies dsar/ once and refreshes only its .py files: templates and static too
 	@if [ -d mutants/dsar ]; then (cd dsar && find . -type f ! -name '*.py' \
 	  ! -path '*/__pycache__/*' -exec cp --parents {} ../mutants/dsar/ \;); fi
@@ -150,7 +156,13 @@ mutate: $(MUTATE_STAMP)
 	  nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_ARGS) && \
 	  echo "$$(date -u -d @$$start +%FT%TZ) $$(( $$(date +%s) - start )) $(MUTATE_ARGS)" \
 	    >> mutants/runs.log
-	@$(MAKE) --no-print-directory mutate-summary
+	@$(MAKE) --no-print-directory mutate-save mutate-summary
+
+# each mutated file's results (mutmut's .meta: exit code per mutant, hash per function)
+mutate-save:
+	@rm -rf $(MUTATE_STATE) && mkdir -p $(MUTATE_STATE)
+	@cd mutants && find dsar -name '*.py.meta' -exec cp --parents {} ../$(MUTATE_STATE)/ \;
+	@echo "==> results kept in $(MUTATE_STATE)"
 
 mutate-summary: $(MUTATE_STAMP)
 	$(BIN)/python -m bench.mutate --out $(MUTATE_OUT)
