@@ -361,8 +361,8 @@ class Trail:
         return clauses
 
 
-def page(session: Session, trail: Trail, *, before: int | None = None,
-         size: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+def page(session: Session, trail: Trail, *, size: int,
+         before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """One page of ``trail``, newest first: the events before ``before`` (a
     seq; ``None``: the newest), and the seq to pass for the next page (``None``
     on the last)."""
@@ -389,7 +389,7 @@ def _as_dict(event: AuditEvent) -> dict[str, Any]:
                "hash": event.hash, "mac": event.mac}
 
 
-def lines(session: Session, fmt: str = "jsonl", trail: Trail = Trail()) -> Iterator[str]:
+def lines(session: Session, fmt: str, trail: Trail = Trail()) -> Iterator[str]:
     """The events of ``trail`` as ``jsonl`` or ``csv`` text, a line at a time
     (the CSV's header first). Each carries its hashes and seal, so it can be
     checked offline; a whole chain's export can be walked link by link."""

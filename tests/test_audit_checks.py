@@ -262,3 +262,29 @@ def test_a_check_walks_a_snapshot_and_never_holds_writers_back(
     assert (done.ok, done.to_seq, done.problem) == (True, 3, None)
     with rt.transaction() as session:
         assert audit.verify(session, rt.crypto).ok
+
+
+# --- the head and the point a check starts from, exactly ------------------------------
+
+def test_check_head_names_what_is_wrong_with_the_head(rt: Runtime) -> None:
+    def problem() -> str:
+        with rt.transaction() as session:
+            return audit.check_head(session, rt.crypto)
+
+    assert problem() == ""  # the empty chain's head
+    with rt.engine.begin() as connection:
+        connection.execute(text("UPDATE audit_heads SET hash = :h"), {"h": "f" * 64})
+    assert problem() == "the empty head names another hash"
+    with rt.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_heads"))
+    assert problem() == "the sealed head is missing"
+
+
+def test_verify_after_a_point_reports_that_point_and_where_it_stopped(rt: Runtime) -> None:
+    append(rt, 3)
+    with rt.transaction() as session:
+        third = session.get_one(AuditEvent, 3).hash
+        assert audit.verify(session, rt.crypto, after=(2, "0" * 64)) == audit.Verification(
+            False, 0, 2, "event 2 has another hash than the one recorded for it")
+        whole = audit.verify(session, rt.crypto, {5: "f" * 64})
+    assert (whole.ok, whole.bad_seq, whole.last_seq, whole.last_hash) == (False, 5, 3, third)

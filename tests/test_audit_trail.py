@@ -37,9 +37,10 @@ def chain(rt: Runtime) -> Runtime:
     return rt
 
 
-def seqs(rt: Runtime, trail: audit.Trail, **page: int) -> tuple[list[int], int | None]:
+def seqs(rt: Runtime, trail: audit.Trail, size: int = 50,
+         before: int | None = None) -> tuple[list[int], int | None]:
     with rt.transaction() as session:
-        rows, older = audit.page(session, trail, **page)
+        rows, older = audit.page(session, trail, size=size, before=before)
     return [row["seq"] for row in rows], older
 
 
@@ -71,7 +72,7 @@ def test_pages_go_back_by_event_number_and_say_where_the_next_starts(chain: Runt
 
 def test_a_page_holds_what_the_export_holds(chain: Runtime) -> None:
     with chain.transaction() as session:
-        [row], _ = audit.page(session, audit.Trail(actor="officer:o2"))
+        [row], _ = audit.page(session, audit.Trail(actor="officer:o2"), size=10)
         [line] = list(audit.lines(session, "jsonl", audit.Trail(actor="officer:o2")))
     assert json.loads(line) == row
     assert row["details"] == {"at": 40} and row["occurred_at"] == "2026-03-02T09:40:00.000000Z"
@@ -90,6 +91,9 @@ def test_lines_stream_a_filtered_part_a_line_at_a_time(chain: Runtime) -> None:
     assert empty == [",".join(audit.EXPORT_FIELDS) + "\r\n"]
     with chain.transaction() as session, pytest.raises(ValueError, match="unknown format 'xml'"):
         next(audit.lines(session, "xml"))
+    with chain.transaction() as session:  # the whole chain when no part is asked for
+        assert [json.loads(line)["seq"] for line in audit.lines(session, "jsonl")] == \
+            [1, 2, 3, 4, 5, 6]
 
 
 def test_export_counts_events_not_lines(chain: Runtime) -> None:
