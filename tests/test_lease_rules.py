@@ -60,3 +60,19 @@ def test_a_lease_lives_ten_seconds_from_its_last_renewal(
     if taken:
         with pytest.raises(lease.LeaseLost):
             lease.renew(rt, task_id, "w:first")  # the first worker's result is void
+
+
+def test_each_take_over_adds_one_reclaim(rt: Runtime) -> None:
+    """TASK_MAX_RECLAIMS counts take-overs: a task whose workers keep dying is
+    taken over again and again, one more each time."""
+    rt.settings["TASK_LEASE_SECONDS"] = 10.0
+    clock = rt.clock = MovableClock(CLAIMED)
+    with rt.transaction() as session:
+        request = flow.submit(session, rt, "access", {"email": ["a@example.org"]})
+        flow.mark_verified(session, rt, request, actor="test", method="test")
+    task_id = lease.claim(rt, "w:0")
+    for n in range(1, 4):
+        clock.advance(seconds=11)
+        assert lease.claim(rt, f"w:{n}") == task_id
+        with rt.transaction() as session:
+            assert session.get_one(Task, task_id).reclaims == n

@@ -256,6 +256,17 @@ def test_a_task_taken_back_too_often_fails_without_running(crm: tuple[Runtime, S
     assert [d["error"] for _, d in audited(rt, "task.failed")] == [error]
 
 
+def test_a_task_taken_back_exactly_the_allowed_times_still_runs(
+        crm: tuple[Runtime, Script]) -> None:
+    rt, script = crm
+    _, task_id = claimed_erasure(rt)
+    with rt.transaction() as session:
+        session.execute(update(Task).where(Task.id == task_id)
+                        .values(reclaims=int(rt.settings["TASK_MAX_RECLAIMS"])))
+    tasks.run(rt, task_id, "w:1")
+    assert script.calls != [] and task_of(rt, task_id).status == "succeeded"
+
+
 def test_a_task_that_ignores_the_stop_past_its_maximum_fails_naming_the_setting(
         crm: tuple[Runtime, Script]) -> None:
     """Past TASK_MAX_SECONDS the heartbeat asks the call to stop; a lease later, the call
