@@ -15,6 +15,7 @@ from typing import Any
 from flask import g, request
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..models import Request
 from ..runtime import Runtime
@@ -53,7 +54,15 @@ def bearer_token() -> str:
 def read_body() -> dict[str, Any] | None:
     """The JSON object sent, ``None`` when nothing was sent, or an error:
     413 too large, 415 not JSON, 400 not parseable or not an object."""
-    raw = request.get_data(cache=True)  # raises 413 past max_content_length
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # chunked: no length to refuse up front, and past the limit werkzeug's stream
+        # ends quietly; one byte more than the limit, read from the server's own
+        # (terminated) input, tells a cut body from a whole one
+        raw = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
+    else:
+        raw = request.get_data(cache=True)  # raises 413 past max_content_length
     if not raw.strip():
         return None
     if not request.is_json:

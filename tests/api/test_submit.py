@@ -3,6 +3,7 @@ clear 4xx JSON answer naming the problem and writes nothing."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -94,6 +95,25 @@ BAD: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("no content type", {"data": json.dumps(GOOD)}, 415, "unsupported_media_type", None),
     ("too large", {"json": {**GOOD, "message": "m" * 70_000}}, 413, "body_too_large", None),
 ]
+
+
+@pytest.mark.parametrize("size", [60_000, 70_000])
+def test_a_chunked_body_is_held_to_the_same_limit(client: FlaskClient, api_rt: Runtime,
+                                                  outbox: Outbox, size: int) -> None:
+    """No Content-Length: the limit applies to what is read (a server that ends
+    the chunked input, as gunicorn and werkzeug's do, says so in
+    wsgi.input_terminated); past it a 413, never a body cut short."""
+    body = json.dumps({**GOOD, "message": "m" * size}).encode()
+    before = counts(api_rt)
+    answer = client.post(BASE, input_stream=io.BytesIO(body), content_type="application/json",
+                         headers={"Transfer-Encoding": "chunked"},
+                         environ_overrides={"wsgi.input_terminated": True})
+    if size < 64 * 1024:
+        assert answer.status_code == 400 and answer.json is not None
+        assert answer.json["error"]["fields"].keys() == {"message"}  # read whole: too long
+    else:
+        error_of(answer, 413, "body_too_large")
+        assert counts(api_rt) == before
 
 
 @pytest.mark.parametrize(("kwargs", "status", "code", "field"),
