@@ -63,23 +63,32 @@ class State:
 
 
 def state(session: Session, crypto: Crypto) -> State:
-    finished = select(AuditCheck).where(AuditCheck.finished_at.is_not(None))
-    last = session.scalars(finished.order_by(AuditCheck.id.desc()).limit(1)).first()
-    last_full = session.scalars(finished.where(AuditCheck.kind == FULL)
-                                .order_by(AuditCheck.id.desc()).limit(1)).first()
-    waiting = session.scalars(select(AuditCheck).where(AuditCheck.finished_at.is_(None))
-                              .order_by(AuditCheck.id).limit(1)).first()
-    return State(last, last_full, waiting, last is None or sealed(crypto, last))
+    last = _last_finished(session)
+    return State(last, _last_finished(session, FULL), _waiting(session),
+                 last is None or sealed(crypto, last))
+
+
+def _last_finished(session: Session, kind: str | None = None) -> AuditCheck | None:
+    query = select(AuditCheck).where(AuditCheck.finished_at.is_not(None))
+    if kind is not None:
+        query = query.where(AuditCheck.kind == kind)
+    return session.scalars(query.order_by(AuditCheck.id.desc()).limit(1)).first()
+
+
+def _waiting(session: Session) -> AuditCheck | None:
+    """The oldest check asked for and not finished."""
+    return session.scalars(select(AuditCheck).where(AuditCheck.finished_at.is_(None))
+                           .order_by(AuditCheck.id).limit(1)).first()
 
 
 def ask(session: Session, kind: str, *, actor: str) -> AuditCheck:
     """Ask for a check (``incremental`` or ``full``) for the housekeeper to
     run; one asked for and not finished yet is that one (of any kind: a full
-    one covers an incremental one). Records ``audit.check_asked``."""
+    one covers an incremental one). The outcome's ``audit.checked`` event
+    names who asked."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind of check {kind!r}")
-    waiting = session.scalars(select(AuditCheck).where(AuditCheck.finished_at.is_(None))
-                              .order_by(AuditCheck.id).limit(1)).first()
+    waiting = _waiting(session)
     if waiting is not None:
         if kind == FULL and waiting.kind != FULL:
             waiting.kind = FULL
@@ -109,8 +118,7 @@ def _start_point(session: Session, crypto: Crypto, check: AuditCheck
     (refused) when that point's seal fails."""
     if check.kind == FULL:
         return None
-    last = session.scalars(select(AuditCheck).where(AuditCheck.finished_at.is_not(None))
-                           .order_by(AuditCheck.id.desc()).limit(1)).first()
+    last = _last_finished(session)
     if last is None:
         return None
     if not sealed(crypto, last):
