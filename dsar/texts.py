@@ -7,6 +7,7 @@ Placeholders use ``str.format`` names.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,10 +31,11 @@ DEFAULTS: dict[str, str] = {
     "kind.erasure": "erasure (deletion of your data)",
     # verification outcomes (portal and API)
     "verify.wrong_code": "That code is not right. {left} attempts left.",
+    "verify.wrong_code.one": "That code is not right. {left} attempt left.",
     "verify.expired": "This code has expired. Ask for a new code.",
     "verify.too_many": "Too many wrong codes. Ask for a new code.",
     "verify.not_waiting": "This request is not waiting for a code.",
-    "resend.cooldown": "A code was sent a moment ago. You can ask again in {seconds} seconds.",
+    "resend.cooldown": "A code was sent a moment ago. You can ask again in {wait}.",
     "resend.sent": "We sent a new code.",
     # downloads
     "download.expired": "This download link has expired.",
@@ -50,6 +52,15 @@ DEFAULTS: dict[str, str] = {
     "portal.error_label": "Error:",
     "format.date": "{d.day} {d:%B %Y}",
     "format.datetime": "{d.day} {d:%B %Y, %H:%M} UTC",
+    # a wait in words (texts.duration: rounded up; seconds under a minute, then
+    # minutes, then hours and minutes), one and more than one
+    "duration.second": "{n} second",
+    "duration.seconds": "{n} seconds",
+    "duration.minute": "{n} minute",
+    "duration.minutes": "{n} minutes",
+    "duration.hour": "{n} hour",
+    "duration.hours": "{n} hours",
+    "duration.and": "{hours} and {minutes}",
     "form.title": "Ask about your personal data",
     "form.intro": "You can ask for a copy of the personal data we hold about you, or ask us "
                   "to delete it. We send a code to your email address to check that it is "
@@ -132,7 +143,9 @@ DEFAULTS: dict[str, str] = {
     "resend.submit": "Send a new code",
     "download.link": "Download your data (zip file)",
     "download.valid": "The link works until {until}; {left} downloads left.",
+    "download.valid.one": "The link works until {until}; {left} download left.",
     "download.left": "{left} downloads left.",
+    "download.left.one": "{left} download left.",
     "error.back": "Go back to the start",
     "error.generic.title": "Something went wrong",
     "error.generic.body": "Please go back and try again.",
@@ -151,7 +164,7 @@ DEFAULTS: dict[str, str] = {
     "error.413.title": "What you sent is too large",
     "error.413.body": "Please shorten your message and try again.",
     "error.429.title": "Too many attempts",
-    "error.429.body": "Please wait {seconds} seconds, then try again.",
+    "error.429.body": "Please wait {wait}, then try again.",
     "error.500.title": "Sorry, there is a problem on our side",
     "error.500.body": "Please try again later.",
     "error.unavailable.title": "Please try again shortly",
@@ -179,6 +192,42 @@ DEFAULTS: dict[str, str] = {
     "api.http_error": "The request failed: {name}.",
     "api.internal": "Something went wrong on our side. Please try again later.",
 }
+
+
+def say(texts: Mapping[str, str], key: str, **params: Any) -> str:
+    """The text ``key`` formatted with ``params``, as a requester reads it.
+
+    A count of one takes the singular: ``<key>.one`` when ``left`` is 1 and the
+    texts have it ("1 attempt left"). A wait in ``seconds`` is also given as
+    ``{wait}``, in words (:func:`duration`: "2 minutes"); ``{seconds}`` stays the
+    plain number, so a company's text written for it keeps working.
+    """
+    if params.get("left") == 1 and f"{key}.one" in texts:
+        key = f"{key}.one"
+    if "seconds" in params:
+        params = {"wait": duration(texts, float(params["seconds"])), **params}
+    return texts[key].format(**params)
+
+
+def duration(texts: Mapping[str, str], seconds: float) -> str:
+    """``seconds`` in words, rounded up so that a requester who waits that long
+    is never early: "31 seconds" under a minute, whole minutes under an hour
+    ("59 minutes"), then hours and minutes ("1 hour and 5 minutes")."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 60:
+        return _count(texts, "second", whole)
+    minutes = math.ceil(whole / 60)
+    if minutes < 60:
+        return _count(texts, "minute", minutes)
+    hours, minutes = divmod(minutes, 60)
+    if not minutes:
+        return _count(texts, "hour", hours)
+    return texts["duration.and"].format(hours=_count(texts, "hour", hours),
+                                        minutes=_count(texts, "minute", minutes))
+
+
+def _count(texts: Mapping[str, str], unit: str, n: int) -> str:
+    return texts[f"duration.{unit}" if n == 1 else f"duration.{unit}s"].format(n=n)
 
 
 def deny_reasons(texts: Mapping[str, str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, default_exceptions
 
 from ..extensions import DatabaseOutage, keep_own_retry_after
 from ..runtime import runtime
+from ..texts import say
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class ApiError(Exception):
 
 
 def text(key: str, **params: Any) -> str:
-    """The requester-facing text ``key`` of the running app, formatted."""
-    return runtime().texts[key].format(**params)
+    """The requester-facing text ``key`` of the running app, formatted as
+    :func:`dsar.texts.say` does (one in the singular, a wait in words)."""
+    return say(runtime().texts, key, **params)
 
 
 def error_response(error: ApiError) -> Response:

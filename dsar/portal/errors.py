@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, defau
 
 from ..extensions import DatabaseOutage, rate_limits
 from ..runtime import runtime
+from ..texts import say
 from . import bp
 from .pages import message
 
@@ -64,7 +65,7 @@ def http_error(exc: HTTPException) -> Response:
     if isinstance(exc, CSRFError):
         return message("error.csrf.title", texts["error.csrf.body"], 400)
     if code == 429:
-        return _too_many(texts["error.429.body"])
+        return _too_many()
     key = f"error.{code}" if f"error.{code}.body" in texts else f"error.{code // 100}00"
     if f"{key}.body" not in texts:
         key = "error.generic"
@@ -109,9 +110,11 @@ def routing_error(exc: HTTPException) -> HTTPException | Response:
     return secure(http_error(exc))
 
 
-def _too_many(body: str) -> Response:
+def _too_many() -> Response:
+    """The limiter's 429: the wait in words on the page, in seconds in Retry-After."""
     limit = rate_limits.current.current_limit
     seconds = max(1, int(limit.reset_at - time.time())) if limit is not None else 60
-    response = message("error.429.title", body.format(seconds=seconds), 429)
+    response = message("error.429.title", say(runtime().texts, "error.429.body",
+                                              seconds=seconds), 429)
     response.headers["Retry-After"] = str(seconds)
     return response

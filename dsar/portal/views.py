@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..extensions import email_key, keep_own_retry_after, rate_limits, request_key
 from ..models import Request
 from ..runtime import Runtime, runtime
+from ..texts import say
 from ..workflow import downloads, verification
 from . import bp, tokens
 from .forms import read_code, read_submit, summary
@@ -108,7 +109,7 @@ def _check(session: Session, rt: Runtime, found: Request, code: str | None) -> _
     try:
         verification.check(session, rt, found, code)
     except verification.VerificationError as exc:
-        return _Refusal(rt.texts[exc.key].format(**exc.params), CODE_STATUS.get(type(exc), 400))
+        return _Refusal(say(rt.texts, exc.key, **exc.params), CODE_STATUS.get(type(exc), 400))
     return None
 
 
@@ -122,7 +123,7 @@ def resend(request_id: str) -> Response | BaseResponse:
             found = _load(session, rt, request_id)
             verification.resend(session, rt, rt.texts, found, tokens.token_for(request_id))
     except verification.ResendTooSoon as exc:
-        response = message("error.429.title", rt.texts[exc.key].format(**exc.params), 429)
+        response = message("error.429.title", say(rt.texts, exc.key, **exc.params), 429)
         response.headers["Retry-After"] = str(exc.params["seconds"])
         keep_own_retry_after()
         return response

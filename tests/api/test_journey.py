@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from dsar.models import AuditEvent, OutboxMail, Verification
+from dsar.texts import say
 from tests.api.helpers import ALICE, BASE, BOB, Outbox, auth, counts, error_of, process, submit
 from tests.support.engine_connectors import Script
 
@@ -146,10 +147,11 @@ def test_wrong_codes_are_counted_and_committed(make_api: Callable[..., Flask], o
                                headers=auth(token))
         error = error_of(response, 400, "wrong_code")
         assert error["attempts_left"] == left
-        assert error["message"] == rt.texts["verify.wrong_code"].format(left=left)
+        assert error["message"] == say(rt.texts, "verify.wrong_code", left=left)
         with rt.transaction() as session:  # committed although the answer is an error
             row = session.get(Verification, request_id)
             assert row is not None and row.attempts == 5 - left
+    assert error["message"] == "That code is not right. 1 attempt left."  # one, singular
     fifth = client.post(f"{BASE}/{request_id}/verify", json={"code": wrong}, headers=auth(token))
     assert error_of(fifth, 410, "too_many_attempts")["message"] == rt.texts["verify.too_many"]
     right = client.post(f"{BASE}/{request_id}/verify", json={"code": code}, headers=auth(token))

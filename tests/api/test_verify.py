@@ -15,6 +15,7 @@ from dsar.clock import MovableClock
 from dsar.database import utcnow
 from dsar.models import Verification
 from dsar.runtime import Runtime
+from dsar.texts import duration, say
 from tests.api.helpers import ALICE, BASE, Outbox, auth, counts, error_of, submit
 
 
@@ -81,7 +82,8 @@ def test_resend_too_soon_is_429_with_retry_after(make_api: Callable[..., Flask],
     error = error_of(response, 429, "resend_too_soon")
     seconds = int(response.headers["Retry-After"])
     assert 0 < seconds <= 60 and error["retry_after"] == seconds
-    assert error["message"] == api_rt.texts["resend.cooldown"].format(seconds=seconds)
+    assert error["message"] == say(api_rt.texts, "resend.cooldown", seconds=seconds)
+    assert error["message"].endswith(f"ask again in {duration(api_rt.texts, seconds)}.")
     assert counts(api_rt) == before and outbox.unread(ALICE) == []
 
 

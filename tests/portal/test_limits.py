@@ -8,9 +8,10 @@ from collections.abc import Callable
 from flask import Flask
 
 from dsar.texts import DEFAULTS as T
+from dsar.texts import duration
 from tests.portal.journey import ALICE, Browser, count
 
-TOO_MANY = re.escape(T["error.429.body"]).replace(r"\{seconds\}", r"(\d+)")
+TOO_MANY = re.escape(T["error.429.body"]).replace(r"\{wait\}", r"(.+?)")
 
 
 def _assert_limited(answer: object) -> None:
@@ -19,8 +20,8 @@ def _assert_limited(answer: object) -> None:
     assert status == 429, text
     found = re.search(TOO_MANY, text)
     assert found and T["error.429.title"] in text
-    assert 0 < int(found.group(1)) <= 60
-    assert int(getattr(answer, "headers")["Retry-After"]) > 0  # noqa: B009
+    seconds = int(getattr(answer, "headers")["Retry-After"])  # noqa: B009
+    assert 0 < seconds <= 60 and found.group(1) == duration(T, seconds)
 
 
 def test_submit_is_limited_per_ip(portal_app: Callable[..., Flask]) -> None:
@@ -79,3 +80,17 @@ def test_only_a_refusal_carries_retry_after(portal_app: Callable[..., Flask]) ->
     assert wrong.status_code == 400 and "Retry-After" not in wrong.headers
     limited = browser.submit("access", "bob@example.org")
     assert limited.status_code == 429 and 60 < int(limited.headers["Retry-After"]) <= 3600
+
+
+def test_a_long_wait_is_said_in_minutes_and_hours(portal_app: Callable[..., Flask]) -> None:
+    """An hourly limit's wait reads "59 minutes", never "3540 seconds"; the
+    Retry-After header stays in seconds."""
+    browser = Browser(portal_app(RATE_LIMIT_SUBMIT="1 per hour"))
+    assert browser.submit("access", ALICE).status_code == 303
+    limited = browser.submit("access", "bob@example.org")
+    seconds = int(limited.headers["Retry-After"])
+    assert limited.status_code == 429 and 60 < seconds <= 3600
+    wait = duration(T, seconds)
+    assert re.fullmatch(r"(5\d|60) minutes|1 hour", wait), wait
+    assert f"Please wait {wait}, then try again." in limited.text
+    assert "seconds" not in limited.text and str(seconds) not in limited.text
