@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 
 __version__ = "0.1.0"
 
@@ -60,3 +60,10 @@ def _register_web(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(console_bp)
     rate_limits.apply(app)  # this app's limiter on the views that declare limits
+    hsts = int(app.config["HSTS_SECONDS"])
+    if app.config["HTTPS"] and hsts:
+        @app.after_request
+        def strict_transport(response: Response) -> Response:
+            """Over HTTPS, browsers are told to come back only over HTTPS."""
+            response.headers["Strict-Transport-Security"] = f"max-age={hsts}"
+            return response

@@ -46,6 +46,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected zero or a positive whole number")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if value < 0:
@@ -152,6 +159,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "INFO", "Logging level of the dsar loggers."),
     Setting("BASE_URL", "http://127.0.0.1:5000", "Public address of the portal, for links "
             "in mails."),
+    Setting("HTTPS", None, "Do people reach dsar over HTTPS (directly, or through a proxy "
+            "that ends TLS)? Then every cookie is Secure and every answer carries "
+            "Strict-Transport-Security. Default: on in production, otherwise on when "
+            "BASE_URL is https.", _bool),
+    Setting("HSTS_SECONDS", 31_536_000, "max-age of Strict-Transport-Security while HTTPS "
+            "is on (a year; 0: not sent).", _non_negative_int),
     Setting("CODE_TTL_SECONDS", 900.0, "How long a verification code is valid.",
             _positive_float),
     Setting("CODE_MAX_ATTEMPTS", 5, "Wrong codes allowed before a new code is needed.",
@@ -230,6 +243,9 @@ def _fill_defaults(values: dict[str, Any], instance: Path) -> None:
         default = instance / "connectors.toml"
         values["CONNECTORS"] = str(default) if default.exists() else None
     values.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    if values.get("HTTPS") is None:
+        values["HTTPS"] = (values["ENV"] == "production"
+                           or str(values.get("BASE_URL", "")).startswith("https://"))
     if needs_secret:
         values["SECRET_KEY"] = _development_secret(instance)
         values["SECRET_IS_DEVELOPMENT"] = True

@@ -208,21 +208,21 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def email_key() -> str:
-    """Rate-limit key of the email address in the submitted form or JSON
-    (as a keyed digest: counters never hold addresses)."""
-    from .runtime import runtime
+def holder_key(token_of: Callable[[str], str]) -> Callable[[], str]:
+    """A rate-limit key of the request named in the URL and of the status
+    token the client presents for it (``token_of(request_id)``), as a keyed
+    digest: each holder of a token has their own counter, so nobody who
+    merely submitted someone's address can use up its owner's attempts.
+    Guessing codes is bounded by the code's own attempt counters."""
 
-    data = request.form if request.form else (request.get_json(silent=True) or {})
-    email = data.get("email") if isinstance(data, dict) or hasattr(data, "get") else None
-    if not isinstance(email, str) or not email.strip():
-        return "email:none"
-    return "email:" + runtime().crypto.identifier_digest("email", email)[:32]
+    def key() -> str:
+        from .runtime import runtime
 
+        request_id = str((request.view_args or {}).get("request_id", "none"))[:64]
+        token = runtime().crypto.token_digest(f"limit:{token_of(request_id)}")
+        return f"request:{request_id}:{token[:24]}"
 
-def request_key() -> str:
-    """Rate-limit key of the request named in the URL."""
-    return "request:" + str((request.view_args or {}).get("request_id", "none"))[:64]
+    return key
 
 
 def configured_limit(name: str) -> Callable[[], str]:

@@ -16,8 +16,8 @@ from typing import Any
 from .config import ConfigError
 
 DEFAULTS: dict[str, str] = {
-    # verification mail
-    "mail.code.subject": "Your verification code: {code}",
+    # verification mail (the code stays out of the subject: it shows on lock screens)
+    "mail.code.subject": "Your verification code",
     "mail.code.body": (
         "Hello,\n\n"
         "We received a request for {kind_label} for this email address.\n"
@@ -29,11 +29,111 @@ DEFAULTS: dict[str, str] = {
     ),
     "kind.access": "access (a copy of your data)",
     "kind.erasure": "erasure (deletion of your data)",
+    # the requester's notices (dsar/workflow/notices.py), only to the address they
+    # verified; every one has {kind_label}, {status_url} (a link of its own to the
+    # status page) and {portal_url}
+    "mail.access_ready.subject": "Your data is ready to download",
+    "mail.access_ready.body": (
+        "Hello,\n\n"
+        "Your request for {kind_label} is complete: a copy of your data is ready.\n"
+        "Download it from your request page:\n\n"
+        "    {status_url}\n\n"
+        "You can download it {downloads} until {until}. After that, ask us again if you "
+        "need a new copy.\n"
+        "The file holds your personal data: keep it somewhere safe.\n"
+    ),
+    "mail.access_ready.downloads": "{n} times",
+    "mail.access_ready.downloads.one": "once",
+    "mail.erased.subject": "We have deleted your data",
+    # {stores}: the mail.erased.store lines (or mail.erased.nothing); {kept}: the
+    # mail.erased.kept paragraph, or nothing when no record was kept
+    "mail.erased.body": (
+        "Hello,\n\n"
+        "Your request for {kind_label} is complete. What we did with the records we "
+        "held about you:\n\n"
+        "{stores}\n\n"
+        "{kept}"
+        "Follow your request here: {status_url}\n"
+    ),
+    "mail.erased.store": "- {store}: {deleted} deleted, {masked} with your details removed, "
+                         "{kept} kept",
+    "mail.erased.store.all": "Our systems",
+    "mail.erased.store.others": "Our other systems",
+    "mail.erased.nothing": "We found no records about you in our systems.",
+    "mail.erased.kept": (
+        "We kept some records because the law requires or allows us to keep them "
+        "(GDPR Art. 17(3)):\n\n"
+        "{holds}\n\n"
+    ),
+    "mail.erased.hold": "- {records}: {text}",
+    "mail.erased.records": "{n} records",
+    "mail.erased.records.one": "{n} record",
+    # a hold the connector file gives no [holds.<name>] requester text
+    "mail.erased.hold.default": "We must keep these records to meet a legal obligation or "
+                                "to establish, exercise or defend legal claims, and keep them "
+                                "only for as long as that requires.",
+    "mail.denied.subject": "We cannot carry out your request",
+    "mail.denied.body": (
+        "Hello,\n\n"
+        "We cannot carry out your request for {kind_label}.\n\n"
+        "Why:\n"
+        "{reason}\n\n"
+        "If you disagree, you have the right to complain to a data protection supervisory "
+        "authority, in particular in the country where you live, where you work or where "
+        "you think the law was broken, and to ask a court to decide (GDPR Art. 12(4), 77 "
+        "and 79).\n\n"
+        "Follow your request here: {status_url}\n"
+    ),
+    "mail.extended.subject": "We need more time to answer your request",
+    "mail.extended.body": (
+        "Hello,\n\n"
+        "We need more time for your request for {kind_label}: we will answer by "
+        "{due_date} at the latest. The law allows up to two further months when "
+        "requests are complex or many (GDPR Art. 12(3)).\n\n"
+        "Why we need more time:\n"
+        "{reason}\n\n"
+        "Follow your request here: {status_url}\n"
+    ),
+    "mail.paused.subject": "We need something from you",
+    # {need}: mail.paused.identity or mail.paused.clarification
+    "mail.paused.body": (
+        "Hello,\n\n"
+        "Before we can go on with your request for {kind_label}, {need}\n"
+        "Our privacy team will write to you about exactly what we need.\n\n"
+        "Until we have it, the time we wait does not count: the date we answer by moves "
+        "on by the time we wait.\n\n"
+        "Follow your request here: {status_url}\n"
+    ),
+    "mail.paused.identity": "we need to confirm who you are.",
+    "mail.paused.clarification": "we need you to tell us more about what you are asking for.",
+    "mail.resumed.subject": "We are going on with your request",
+    "mail.resumed.body": (
+        "Hello,\n\n"
+        "We are going on with your request for {kind_label}: we will answer by "
+        "{due_date}.\n\n"
+        "Follow your request here: {status_url}\n"
+    ),
+    "mail.cancelled.subject": "Your request was cancelled",
+    "mail.cancelled.body": (
+        "Hello,\n\n"
+        "Your request for {kind_label} was cancelled: we will not go on with it.\n"
+        "You can make a new request at any time: {portal_url}\n\n"
+        "If you think we got this wrong, you have the right to complain to a data "
+        "protection supervisory authority and to ask a court to decide (GDPR Art. 12(4), "
+        "77 and 79).\n\n"
+        "Follow your request here: {status_url}\n"
+    ),
     # verification outcomes (portal and API)
     "verify.wrong_code": "That code is not right. {left} attempts left.",
     "verify.wrong_code.one": "That code is not right. {left} attempt left.",
     "verify.expired": "This code has expired. Ask for a new code.",
     "verify.too_many": "Too many wrong codes. Ask for a new code.",
+    # the page after too many wrong codes: no code box, a new code (or when)
+    "verify.locked": "Too many wrong codes were entered, so this code no longer works here. "
+                     "Ask for a new code: we will send it to the same email address.",
+    "verify.locked.link": "Or open the link in the latest email we sent you: the code in "
+                          "that email still works there.",
+    "resend.when": "You can ask for a new code in {wait}.",
     "verify.not_waiting": "This request is not waiting for a code.",
     "resend.cooldown": "A code was sent a moment ago. You can ask again in {wait}.",
     "resend.sent": "We sent a new code.",

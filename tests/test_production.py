@@ -61,7 +61,7 @@ class Layout:
         while time.monotonic() < deadline:
             mails = [m for m in self.smtp.received[seen:] if m["To"] == email]
             if mails:
-                found = re.search(r"\b(\d{6})\b", mails[-1].get_content())
+                found = re.search(r"^\s*(\d{6})\s*$", mails[-1].get_content(), re.MULTILINE)
                 assert found, "no code in the mail"
                 return found.group(1)
             time.sleep(0.1)
@@ -75,7 +75,10 @@ class Layout:
         status, body = self.call("POST", f"/api/v1/requests/{made['id']}/verify",
                                  {"code": self.code_for(email, seen)}, made["status_token"])
         assert status == 200, body
-        return made["id"], made["status_token"]
+        # the token used before verification stops working: the verifier's is new
+        assert self.call("GET", f"/api/v1/requests/{made['id']}",
+                         token=made["status_token"])[0] == 404
+        return made["id"], json.loads(body)["status_token"]
 
     def wait_status(self, request_id: str, token: str, wanted: str) -> dict[str, Any]:
         deadline = time.monotonic() + 30

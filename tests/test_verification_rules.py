@@ -103,7 +103,7 @@ def test_a_new_code_waits_a_minute(rt: Runtime, clock: MovableClock, after: time
     clock.advance(after)
     try:
         with rt.transaction() as session:
-            verification.resend(session, rt, rt.texts, flow.get(session, request_id), token)
+            verification.resend(session, rt, rt.texts, flow.get(session, request_id))
     except verification.ResendTooSoon:
         assert outcome == "ResendTooSoon"
     else:
@@ -115,7 +115,7 @@ def test_a_new_code_starts_a_new_lifetime_and_count(rt: Runtime, clock: MovableC
     assert [_check(rt, request_id, WRONG) for _ in range(4)] == ["WrongCode"] * 4
     clock.advance(minutes=10)
     with rt.transaction() as session:
-        verification.resend(session, rt, rt.texts, flow.get(session, request_id), token)
+        verification.resend(session, rt, rt.texts, flow.get(session, request_id))
     clock.advance(minutes=14)  # 24 minutes after the first code: the new one still lives
     assert _check(rt, request_id, CODE) == "verified"
 

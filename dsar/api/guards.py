@@ -94,10 +94,19 @@ def load(schema: Schema, *, required: bool = True) -> dict[str, Any]:
     return loaded
 
 
+def presented_token(_request_id: str) -> str:
+    """The bearer token as sent, or ``""`` (for rate-limit keys: nothing is refused here)."""
+    match = _BEARER.fullmatch(request.headers.get("Authorization", "").strip())
+    return match.group(1) if match else ""
+
+
 def owned(session: Session, rt: Runtime, request_id: str) -> Request:
     """The request ``request_id`` if the bearer token is its own, else a 404:
-    the same answer for an unknown id and for anyone else's token."""
-    found = verification.by_token(session, rt, request_id, g.api_token)
+    the same answer for an unknown id and for anyone else's token (and for a
+    token issued before the request was verified). Whom the token was given
+    to is kept in ``g.api_holder``."""
+    found = verification.find_token(session, rt, request_id, g.api_token)
     if found is None:
         raise ApiError(404, "not_found", text("api.not_found"))
-    return found
+    g.api_holder = found.holder
+    return found.request

@@ -17,15 +17,16 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, MapAdapter, Rule
 
-from ..extensions import client_address, email_key, rate_limits, request_key
+from ..extensions import client_address, holder_key, rate_limits
 from ..models import Request
+from ..registry import labels
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
 from ..workflow import downloads, verification
 from ..workflow.states import RequestKind, Status
 from . import bp
 from .errors import ApiError, text
-from .guards import before_api_request, load, owned
+from .guards import before_api_request, load, owned, presented_token
 from .schemas import ExportView, ResendBody, ResentView, SubmitBody, SubmittedView, VerifyBody
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,14 @@ def limited(name: str, *keys: Callable[[], str]) -> Callable[[F], F]:
 
     def decorate(view: F) -> F:
         for key in keys:
-            exempt = (lambda: email_key() == "email:none") if key is email_key else None
-            view = rate_limits.limit(name, key_func=key, exempt_when=exempt)(view)
+            view = rate_limits.limit(name, key_func=key)(view)
         return view
 
     return decorate
 
 
 @bp.post("/requests")
-@limited("SUBMIT", client_address, email_key)
+@limited("SUBMIT", client_address)
 def submit() -> ResponseReturnValue:
     data = load(SubmitBody())
     rt = runtime()
@@ -73,7 +73,7 @@ def submit() -> ResponseReturnValue:
 
 
 @bp.post("/requests/<request_id>/verify")
-@limited("VERIFY", client_address, request_key)
+@limited("VERIFY", client_address, holder_key(presented_token))
 def verify(request_id: str) -> ResponseReturnValue:
     rt = runtime()
     refused: verification.VerificationError | None = None
@@ -82,8 +82,9 @@ def verify(request_id: str) -> ResponseReturnValue:
         found = owned(session, rt, request_id)
         code = load(VerifyBody())["code"]
         try:
-            verification.check(session, rt, found, code)
-            body = status_document(session, rt, found)
+            fresh = verification.check(session, rt, found, code, g.api_holder)
+            # every token issued before verification stops working: this is the new one
+            body = {**status_document(session, rt, found), "status_token": fresh}
         except verification.VerificationError as exc:
             refused = exc  # a wrong code's counted attempt commits with the rest
     if refused is not None:
@@ -92,14 +93,14 @@ def verify(request_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/requests/<request_id>/resend")
-@limited("RESEND", client_address, request_key)
+@limited("RESEND", client_address, holder_key(presented_token))
 def resend(request_id: str) -> ResponseReturnValue:
     rt = runtime()
     try:
         with rt.transaction() as session:
             found = owned(session, rt, request_id)
             load(ResendBody(), required=False)
-            verification.resend(session, rt, rt.texts, found, g.api_token)
+            verification.resend(session, rt, rt.texts, found)
             body = ResentView().dump({"id": found.id, "status": found.status,
                                       "message": text("resend.sent")})
     except verification.VerificationError as exc:
@@ -183,7 +184,7 @@ def refusal(exc: verification.VerificationError) -> ApiError:
 
 def status_document(session: Session, rt: Runtime, found: Request) -> dict[str, Any]:
     """The requester's view of ``found``, with its download when there is one."""
-    document: dict[str, Any] = RequestRequesterView().dump(found)
+    document: dict[str, Any] = RequestRequesterView(labels=labels(rt.connectors)).dump(found)
     document["export"] = export_state(session, rt, found)
     return document
 

@@ -111,7 +111,7 @@ def current() -> SignedIn:
 def remember(response: Response | BaseResponse, token: str) -> None:
     rt = runtime()
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/console",
-                        secure=str(rt.settings["BASE_URL"]).startswith("https://"))
+                        secure=bool(rt.settings["HTTPS"]))
 
 
 def forget(response: Response | BaseResponse) -> None:

@@ -14,12 +14,13 @@ from .officer import (
 )
 from .outbox import MailStatus, OutboxMail
 from .preview import ErasurePreview
-from .request import Request, SubjectIdentifier
+from .request import Request, RequestToken, SubjectIdentifier, TokenHolder
 from .role import WorkerRole
 from .task import Task
 from .verification import Verification
 
 __all__ = ["AuditCheck", "AuditEvent", "AuditHead", "Base", "ErasurePreview", "ExportBundle",
            "MailStatus", "Officer", "OfficerDueAlert", "OfficerRecoveryCode", "OfficerRole",
-           "OfficerSession", "OfficerStatus", "OutboxMail", "Request", "SignInThrottle",
-           "SubjectIdentifier", "Task", "Verification", "WorkerRole"]
+           "OfficerSession", "OfficerStatus", "OutboxMail", "Request", "RequestToken",
+           "SignInThrottle", "SubjectIdentifier", "Task", "TokenHolder", "Verification",
+           "WorkerRole"]

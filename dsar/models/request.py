@@ -7,6 +7,7 @@ Identifiers are kept encrypted (``value_ct``) and found through a keyed hash
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -56,13 +57,12 @@ class Request(Base):
     paused_at: Mapped[datetime | None]
     paused_from: Mapped[str | None] = mapped_column(String(24))
     paused_for: Mapped[str | None] = mapped_column(String(20))
-    #: keyed hash of the requester's status link token (the token is shown once)
-    status_token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
-
     identifiers: Mapped[list[SubjectIdentifier]] = relationship(
         back_populates="request", cascade="all, delete-orphan", order_by="SubjectIdentifier.id"
     )
     tasks: Mapped[list[Task]] = relationship(order_by="Task.id", viewonly=True)
+    tokens: Mapped[list[RequestToken]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", passive_deletes=True)
 
     def __repr__(self) -> str:
         return f"<Request {self.id} {self.kind} {self.status}>"
@@ -86,3 +86,36 @@ class SubjectIdentifier(Base):
 
     def __repr__(self) -> str:
         return f"<SubjectIdentifier {self.kind} {self.digest[:12]} from {self.source}>"
+
+
+class TokenHolder(enum.StrEnum):
+    """Whom a status token was given to: it decides what the token may do.
+
+    Before verification a request has ``submitter`` tokens (each submission
+    of the form or the API, the first and any that joined it) and ``mail``
+    tokens (the link in each code mail: only the mailbox's owner has one).
+    At verification they all stop working and the verifier gets a
+    ``verifier`` token; each notice mail carries a ``notice`` token.
+    """
+
+    SUBMITTER = "submitter"
+    MAIL = "mail"
+    VERIFIER = "verifier"
+    NOTICE = "notice"
+
+
+class RequestToken(Base):
+    """One status token of a request: only its keyed hash is stored."""
+
+    __tablename__ = "request_tokens"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"),
+                                            index=True)
+    holder: Mapped[str] = mapped_column(String(12))
+    issued_at: Mapped[datetime] = mapped_column(default=column_now)
+
+    request: Mapped[Request] = relationship(back_populates="tokens")
+
+    def __repr__(self) -> str:
+        return f"<RequestToken {self.holder} of {self.request_id}>"

@@ -18,7 +18,11 @@ class Verification(Base):
     code_digest: Mapped[str] = mapped_column(String(64))
     sent_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    #: wrong codes entered with a submitter's token (all of them together)
     attempts: Mapped[int] = mapped_column(default=0)
+    #: wrong codes entered with the code mail's link: only the mailbox's owner
+    #: has it, so a stranger's wrong codes never lock the owner out
+    mail_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     sends: Mapped[int] = mapped_column(default=1)
 
     def __repr__(self) -> str:

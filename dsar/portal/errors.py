@@ -29,13 +29,13 @@ CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
     """Limits the portal needs from the app: small bodies, a same-site
-    session cookie (it carries the status token), secure over HTTPS."""
+    session cookie (it carries the status tokens), Secure over HTTPS."""
     config = state.app.config
     if config.get("MAX_CONTENT_LENGTH") is None:
         config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     if config.get("SESSION_COOKIE_SAMESITE") is None:
         config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    if str(config.get("BASE_URL", "")).startswith("https://"):
+    if config.get("HTTPS"):  # (dsar.config: on in production, or over an https BASE_URL)
         config["SESSION_COOKIE_SECURE"] = True
 
 

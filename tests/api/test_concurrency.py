@@ -59,7 +59,10 @@ def test_the_right_code_twice_at_once_verifies_once(make_api: Callable[..., Flas
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(statuses) == [200, 409, 409, 409]
+    # the others find the request verified (409) or, once its commit is seen,
+    # the token used before verification gone (404): never verified twice
+    assert sorted(statuses)[0] == 200 and all(s in (404, 409) for s in sorted(statuses)[1:])
+    assert len(statuses) == 4
 
 
 def test_parallel_resends_send_one_code(make_api: Callable[..., Flask],

@@ -56,8 +56,8 @@ def test_export_before_completion_is_409(make_api: Callable[..., Flask],
     request_id, token = submit(client)
     url = f"{BASE}/{request_id}/export"
     error_of(client.get(url, headers=auth(token)), 409, "export_not_ready")  # verifying
-    client.post(f"{BASE}/{request_id}/verify", json={"code": outbox.code(ALICE)},
-                headers=auth(token))
+    token = client.post(f"{BASE}/{request_id}/verify", json={"code": outbox.code(ALICE)},
+                        headers=auth(token)).get_json()["status_token"]
     error = error_of(client.get(url, headers=auth(token)), 409, "export_not_ready")
     assert error["message"] == "Your data is not ready yet."
 
@@ -69,8 +69,8 @@ def test_an_expired_export_is_410(make_api: Callable[..., Flask], scripts: dict[
     app = make_api({"crm": {"type": "scripted", "script": "crm"}})
     client, rt = app.test_client(), app.extensions["dsar"]
     request_id, token = submit(client)
-    client.post(f"{BASE}/{request_id}/verify", json={"code": outbox.code(ALICE)},
-                headers=auth(token))
+    token = client.post(f"{BASE}/{request_id}/verify", json={"code": outbox.code(ALICE)},
+                        headers=auth(token)).get_json()["status_token"]
     process(rt)
     with rt.transaction() as session:
         session.execute(update(ExportBundle).where(ExportBundle.request_id == request_id)
@@ -90,7 +90,7 @@ def test_an_unexpected_error_is_a_bare_json_500(client: FlaskClient, outbox: Out
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError(f"row for {ALICE} with token {token}")
 
-    monkeypatch.setattr("dsar.workflow.verification.by_token", broken)
+    monkeypatch.setattr("dsar.workflow.verification.find_token", broken)
     caplog.set_level(logging.DEBUG)
     response = client.get(f"{BASE}/{request_id}", headers=auth(token))
     error = error_of(response, 500, "internal_error")

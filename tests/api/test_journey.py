@@ -80,6 +80,10 @@ def test_access_from_submission_to_download(make_api: Callable[..., Flask],
                            headers=auth(token))
     assert verified.status_code == 200, verified.get_json()
     assert verified.get_json()["status"] == "processing"
+    # the token used before verification stops working: the verifier has a new one
+    error_of(client.get(f"{BASE}/{request_id}", headers=auth(token)), 404, "not_found")
+    token = verified.get_json()["status_token"]
+    secrets_seen.append(token)
     assert {p["store"] for p in verified.get_json()["progress"]} == {"crm", "mail"}
 
     process(rt)
@@ -127,6 +131,8 @@ def test_erasure_waits_for_review(make_api: Callable[..., Flask], scripts: dict[
                            headers=auth(token))
     assert verified.status_code == 200
     assert verified.get_json()["status"] == "awaiting_review"
+    token = verified.get_json()["status_token"]
+    secrets_seen.append(token)
     shown = client.get(f"{BASE}/{request_id}", headers=auth(token)).get_json()
     assert (shown["kind"], shown["status"], shown["export"]) == ("erasure", "awaiting_review",
                                                                  None)

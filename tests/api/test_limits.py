@@ -1,5 +1,5 @@
-"""Rate limits: submit per IP and per email, verify and resend per IP and per
-request; a limited call is a JSON 429 with Retry-After and writes nothing."""
+"""Rate limits: submit per IP, verify and resend per IP and per holder of a
+request's token; a limited call is a JSON 429 with Retry-After and writes nothing."""
 
 from __future__ import annotations
 
@@ -27,13 +27,34 @@ def test_submit_is_limited_per_ip(make_api: Callable[..., Flask]) -> None:
     submit(client, address="c@example.org", **IP_B)  # another address is not limited
 
 
-def test_submit_is_limited_per_email_across_ips(make_api: Callable[..., Flask]) -> None:
-    client = make_api(RATE_LIMIT_SUBMIT="2 per minute").test_client()
-    submit(client, address=ALICE, **IP_A)
-    submit(client, address=ALICE.upper(), **IP_B)  # the same address, differently written
-    response = client.post(BASE, json={"kind": "access", "email": ALICE}, environ_base=IP_C)
-    error_of(response, 429, "rate_limited")
-    submit(client, address=BOB, **IP_C)
+def test_submissions_for_one_address_join_one_request_whatever_the_ip(
+        make_api: Callable[..., Flask], outbox: Outbox) -> None:
+    """No limit counts per address (a stranger could lock its owner out): a
+    submission for an address whose request of that kind waits for its code
+    joins it, with its own token, and mails nothing."""
+    app = make_api(RATE_LIMIT_SUBMIT="2 per minute")
+    client, rt = app.test_client(), app.extensions["dsar"]
+    tokens = {}
+    for n in range(6):
+        response = client.post(BASE, json={"kind": "access", "email": ALICE.upper()},
+                               environ_base={"REMOTE_ADDR": f"203.0.113.{n}"})
+        assert response.status_code == 202, response.get_json()
+        tokens[response.get_json()["status_token"]] = response.get_json()["id"]
+    assert len(tokens) == 6 and len(set(tokens.values())) == 1
+    (code,) = outbox.unread(ALICE)
+    assert counts(rt)[0] == 1
+    request_id = next(iter(tokens.values()))
+    owner = submit(client, address=ALICE, **IP_A)  # the owner, from their own address
+    assert owner[0] == request_id and outbox.unread(ALICE) == []
+    verified = client.post(f"{BASE}/{request_id}/verify", json={"code": code},
+                           headers=auth(owner[1]))
+    assert verified.status_code == 200, verified.get_json()
+    for token in tokens:  # every stranger's token stops working at verification
+        error_of(client.get(f"{BASE}/{request_id}", headers=auth(token)), 404, "not_found")
+        error_of(client.get(f"{BASE}/{request_id}/export", headers=auth(token)), 404,
+                 "not_found")
+    fresh = verified.get_json()["status_token"]
+    assert client.get(f"{BASE}/{request_id}", headers=auth(fresh)).status_code == 200
 
 
 def test_bad_bodies_do_not_share_one_email_counter(make_api: Callable[..., Flask]) -> None:

@@ -36,7 +36,10 @@ def test_verify_after_verified_is_409(client: FlaskClient, api_rt: Runtime,
                                       outbox: Outbox) -> None:
     request_id, token = submit(client)
     code = outbox.code(ALICE)
-    assert verify(client, request_id, token, code).status_code == 200
+    verified = verify(client, request_id, token, code)
+    assert verified.status_code == 200
+    error_of(verify(client, request_id, token, code), 404, "not_found")  # the old token
+    token = verified.get_json()["status_token"]
     error = error_of(verify(client, request_id, token, code), 409, "not_waiting")
     assert error["message"] == api_rt.texts["verify.not_waiting"]
     error_of(client.post(f"{BASE}/{request_id}/resend", headers=auth(token)), 409, "not_waiting")

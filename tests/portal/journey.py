@@ -18,7 +18,24 @@ from tests.support.smtp import deliver
 
 ALICE = "alice@example.org"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_CODE = re.compile(r"\b([0-9]{6})\b")
+#: the code in a code mail's body: six digits on a line of their own
+CODE_LINE = re.compile(r"^\s*([0-9]{6})\s*$", re.MULTILINE)
+#: the status link in a mail (the code mail's carries the mail's own token)
+LINK = re.compile(r"https?://[^/\s]+(/requests/[0-9a-f]{32}\?token=[A-Za-z0-9_-]+)")
+
+
+def body_of(mail: Message) -> str:
+    """A plain-text mail's body, decoded."""
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(mail.get_content_charset() or "utf-8")
+
+
+def link_in(mail: Message) -> str:
+    """The path and query of the status link in ``mail``."""
+    found = LINK.search(body_of(mail))
+    assert found, "a mail without a status link"
+    return found.group(1)
 
 
 class Outbox:
@@ -41,8 +58,8 @@ class Outbox:
         """The code of the one mail written since the last look."""
         mails = self.new()
         assert len(mails) == 1, f"expected one new mail, found {len(mails)}"
-        found = _CODE.search(str(mails[0]["Subject"]))
-        assert found, mails[0]["Subject"]
+        found = CODE_LINE.search(body_of(mails[0]))
+        assert found, "a code mail without a code on a line of its own"
         return found.group(1)
 
 
