@@ -32,7 +32,8 @@ FILES = frozenset({
     "tests/test_task_states.py", "tests/test_verification_rules.py",
     "tests/api/*.py", "tests/portal/test_download.py", "tests/portal/test_form.py",
     "tests/portal/test_limits.py", "tests/portal/test_logs.py",
-    "tests/portal/test_verification.py", "tests/test_mutants_*.py",
+    "tests/portal/test_verification.py", "tests/portal/test_owner_first.py",
+    "tests/test_https.py", "tests/test_mutants_*.py",
 })
 # A test using one of these needs a server beyond the SQLite file.
 SERVER_FIXTURES = frozenset({
