@@ -120,8 +120,8 @@ def test_codes_asked_for_again_wait_longer_each_time(portal_app: Callable[..., F
     request_id = strangers[0][1]
     strangers[0][0].outbox.new()
     sent = 0
-    for minute in range(120):  # two hours of every stranger asking every minute
-        for stranger, _ in strangers:
+    for minute in range(120):  # two hours of strangers asking every minute
+        for stranger, _ in strangers[:4]:
             answer = stranger.resend(request_id)
             assert answer.status_code in (303, 429), (minute, answer.status_code)
             sent += answer.status_code == 303
