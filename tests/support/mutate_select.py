@@ -48,6 +48,8 @@ SLOW = frozenset({
     "tests/test_bundle.py::test_memory_stays_bounded_for_many_records",
     "tests/test_export_step.py::test_no_lock_on_the_app_database_while_the_bundle_is_built",
     "tests/test_bundle_single_pass.py::test_csv_lines_are_what_csv_writer_writes",
+    # two hours of resends through the portal (4); the rules test the waits themselves
+    "tests/portal/test_owner_first.py::test_codes_asked_for_again_wait_longer_each_time",
 })
 
 
