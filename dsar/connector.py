@@ -419,6 +419,11 @@ class Connector(ABC):
     """
 
     config_schema: ClassVar[type[Schema]]
+    #: the store's name for requesters (their status page, the API's
+    #: ``progress[].label``): the connector file's ``label``, which dsar takes
+    #: out before ``config_schema`` sees the rest and sets after ``__init__``.
+    #: ``None``: requesters read a neutral text, never ``name``.
+    label: str | None = None
     #: both may be narrowed per instance from its configuration
     capabilities: frozenset[Capability] = frozenset({Capability.FIND})
     identity_kinds: frozenset[str] = frozenset({"email"})

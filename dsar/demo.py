@@ -327,6 +327,7 @@ def _connector_toml(info: DemoInfo) -> str:
 
 [connectors.crm]
 type = "sql"
+label = "Customer accounts and orders"   # what requesters read; never the name "crm"
 url = {q(f"sqlite:///{info.crm}")}
 
 [connectors.crm.holds]
@@ -353,10 +354,12 @@ hold = "tax-records"
 
 [connectors.mail]
 type = "maildir"
+label = "Emails with our support team"
 path = {q(info.mail)}
 others = "redact"
 
 [connectors.chat]
 type = "slack_export"
+label = "Our community chat"
 path = {q(info.chat)}
 """

@@ -6,6 +6,7 @@ has one table per instance::
 
     [connectors.crm]
     type = "sql"
+    label = "Customer accounts"     # optional: the store's name for requesters
     url = "sqlite:///crm.db"
 
 Any key may instead be read from the environment: ``url_env = "CRM_URL"``
@@ -106,6 +107,7 @@ def _instantiate(file: Path, name: str, raw: Any,
     type_name = options.pop("type", None)
     if not isinstance(type_name, str):
         raise ConfigError(f"{where}.type: missing (the connector's entry-point name)")
+    label = _label(options.pop("label", None), where)
     cls = load_type(type_name, f"{where}.type", extra_types)
     options = _from_environment(options, where)
     try:
@@ -117,10 +119,28 @@ def _instantiate(file: Path, name: str, raw: Any,
         raise ConfigError(f"{where}: loading the configuration raised {type(exc).__name__}: "
                           f"{_masked(str(exc), cls, options)}") from None
     try:
-        return cls(name, config)
+        connector = cls(name, config)
     except Exception as exc:
         raise ConfigError(f"{where}: {cls.__name__}() raised {type(exc).__name__}: "
                           f"{_masked(str(exc), cls, config)}") from None
+    connector.label = label
+    return connector
+
+
+def labels(connectors: Mapping[str, Connector]) -> dict[str, str | None]:
+    """Each store's name for requesters (:attr:`Connector.label`) by its name."""
+    return {name: connector.label for name, connector in connectors.items()}
+
+
+def _label(value: Any, where: str) -> str | None:
+    """The store's name for requesters (``label``, dsar's key like ``type``:
+    the connector's schema never sees it), stripped; ``None`` when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.label: must be a non-empty text (the name requesters "
+                          "see for this store), or left out")
+    return value.strip()
 
 
 def _masked(message: str, cls: type[Connector], config: Mapping[str, Any]) -> str:

@@ -27,8 +27,10 @@ DEFAULTS: dict[str, str] = {
         "Follow your request here: {status_url}\n\n"
         "If you did not make this request, ignore this mail: nothing will happen.\n"
     ),
-    "kind.access": "access (a copy of your data)",
-    "kind.erasure": "erasure (deletion of your data)",
+    # the kind of request inside a sentence ("a request for {kind_label}"); the
+    # status page names it with status.kind.*
+    "kind.access": "a copy of your data",
+    "kind.erasure": "the deletion of your data",
     # the requester's notices (dsar/workflow/notices.py), only to the address they
     # verified; every one has {kind_label}, {status_url} (a link of its own to the
     # status page) and {portal_url}
@@ -185,24 +187,51 @@ DEFAULTS: dict[str, str] = {
     "form.message.too_long": "Your message must be 5,000 characters or fewer.",
     "form.submit": "Send request",
     "status.title": "Your request",
-    "status.kind": "Type of request",
+    "status.kind": "What you asked for",
+    "status.kind.access": "A copy of your data",
+    "status.kind.erasure": "Deleting your data",
     "status.state": "Where it stands",
     "status.received_at": "Received on",
     "status.due_at": "We answer by",
     "status.progress": "Progress in our systems",
     "status.store": "System",
+    # a store the company gave no label (label in the connector file); numbered
+    # when several have none
+    "status.store.unlabelled": "One of our systems",
+    "status.store.unlabelled_n": "Our system {n}",
     "status.store_state": "State",
     "status.reason": "Why",
+    # while work is under way: a link to see the latest (no JavaScript needed); with
+    # JavaScript the page also updates itself (status.refreshing), with a pause button
+    "status.check_again": "Check again",
+    "status.check_hint": "To see the latest, choose Check again.",
     "status.refreshing": "This page updates itself every 10 seconds.",
+    "status.updates_paused": "Updates are paused. To see the latest, choose Check again.",
+    "status.pause_updates": "Pause updates",
+    "status.resume_updates": "Resume updates",
     "status.received": "We have received your request.",
     "status.verifying": "Check your email: enter the code we sent to confirm that the "
                         "address is yours.",
     "status.verified": "Your email address is confirmed. We are starting on your request.",
-    "status.awaiting_review": "Your email address is confirmed. Our privacy team reviews the "
-                              "request before anything is deleted.",
+    "status.awaiting_review": "Your email address is confirmed. Next, our privacy team "
+                              "checks the request before anything is deleted. We will "
+                              "email you when there is news, and answer by the date below "
+                              "at the latest: until then you need not do anything.",
     "status.approved": "Your request was approved. We are starting on it.",
     "status.processing": "We are working on your request in our systems.",
     "status.completed": "Your request is complete: your data is ready to download.",
+    # a completed copy whose download link no longer works (never "ready to download")
+    "status.completed.download_expired": "Your request is complete, but the link to "
+                                         "download your data has expired: we no longer "
+                                         "keep the file.",
+    "status.completed.download_exhausted": "Your request is complete, but your data has "
+                                           "been downloaded the most times we allow, so "
+                                           "the link no longer works.",
+    "status.completed.download_missing": "Your request is complete, but your data cannot "
+                                         "be downloaded at the moment. Please try again "
+                                         "later.",
+    "status.new_access_request": "Ask for a new copy of your data",
+    "status.new_request": "Make a new request",
     "status.completed.erasure": "Your request is complete: we deleted your data, except "
                                 "what the law requires us to keep.",
     "status.partially_failed": "We could not finish part of your request yet. Our privacy "

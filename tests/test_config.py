@@ -81,6 +81,25 @@ def test_connector_file_errors_name_file_and_key(tmp_path: Path) -> None:
     assert "connectors.mail: path: Missing data" in missing
 
 
+def test_a_label_is_the_store_s_name_for_requesters(tmp_path: Path) -> None:
+    """``label`` is taken out before the connector's own schema sees the rest
+    (the scripted schema knows no such key); no label: ``None``."""
+    path = write_connectors(tmp_path / "c.toml", {
+        "crm": {"type": "scripted", "script": "a", "label": "  Customer accounts "},
+        "chat": {"type": "scripted", "script": "b"}})
+    loaded = load_connectors(str(path), TYPES)
+    assert (loaded["crm"].name, loaded["crm"].label) == ("crm", "Customer accounts")
+    assert "label" not in loaded["crm"].config
+    assert (loaded["chat"].name, loaded["chat"].label) == ("chat", None)
+
+
+@pytest.mark.parametrize("label", ["42", "''", "'   '", "['a']", "{ text = 'a' }", "true"])
+def test_a_label_that_is_not_text_names_file_and_key(tmp_path: Path, label: str) -> None:
+    error = _error(tmp_path, f'[connectors.crm]\ntype = "scripted"\nscript = "a"\n'
+                             f"label = {label}\n")
+    assert "connectors.crm.label: " in error and "text" in error
+
+
 def test_missing_connector_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="connector file not found"):
         load_connectors(str(tmp_path / "nope.toml"))

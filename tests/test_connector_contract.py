@@ -51,7 +51,7 @@ def _weak(value: str) -> None:
 class VaultSchema(Schema):
     url = fields.String(required=True, metadata={"secret": True})
     token = fields.String(required=True, validate=_weak, metadata={"secret": True})
-    label = fields.String(load_default="vault")
+    note = fields.String(load_default="vault")
     #: a column's name, not a credential
     key = fields.String(load_default="id", metadata={"secret": False})
 
@@ -104,11 +104,14 @@ def _leaks(text: str) -> list[str]:
 def test_list_check_errors_and_logs_never_show_a_secret(
         dsar_cli: Callable[..., Result], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    good = {"type": "vault", "url": URL, "token": TOKEN, "label": "the vault"}
+    good = {"type": "vault", "url": URL, "token": TOKEN, "note": "the vault",
+            "label": "Our archive"}
     listed = dsar_cli(good, "connectors", "list", "--config")
     assert listed.exit_code == 0, listed.output
-    assert '"label": "the vault"' in listed.output and f'"token": "{MASK}"' in listed.output
+    assert '"note": "the vault"' in listed.output and f'"token": "{MASK}"' in listed.output
     assert f'"url": "{MASK}"' in listed.output
+    assert "  requesters read: Our archive\n" in listed.output  # the label, not in config
+    assert '"label"' not in listed.output
     assert not _leaks(listed.output)
 
     checked = dsar_cli(good, "connectors", "check")
@@ -176,7 +179,7 @@ def test_redact_secrets_masks_values_and_url_passwords() -> None:
         f"at redis://:{MASK}@cache:6379/0 and amqp://u:{MASK}@mq//")
     assert redact_secrets("https://user@host/path and mailto:a@b.example") == (
         "https://user@host/path and mailto:a@b.example")
-    assert secret_values(VaultSchema, {"label": "amqp://u:p%2Fw@mq//"}) == {"p%2Fw", "p/w"}
+    assert secret_values(VaultSchema, {"note": "amqp://u:p%2Fw@mq//"}) == {"p%2Fw", "p/w"}
 
 
 # ------------------------------------------------------------------ the kit

@@ -115,6 +115,14 @@ def test_connector_file_loads_and_every_connector_checks_ok(
         assert result.ok, (name, result.message)
 
 
+def test_every_demo_store_has_a_label_for_requesters(
+        connectors: dict[str, Connector]) -> None:
+    """The status page names stores by label; the demo shows how."""
+    assert {name: c.label for name, c in connectors.items()} == {
+        "crm": "Customer accounts and orders", "mail": "Emails with our support team",
+        "chat": "Our community chat"}
+
+
 def test_a_customer_is_found_by_all_three_connectors(
         demo: DemoInfo, connectors: dict[str, Connector]) -> None:
     subject = Subject({"email": {demo.emails[0]}})

@@ -47,11 +47,26 @@ def test_a_link_lives_seven_days_and_three_downloads(
 
 
 def test_a_link_whose_file_is_gone_is_not_ready(rt: Runtime) -> None:
+    rt.clock = MovableClock(RELEASED + timedelta(days=1))  # the link still lives
     bundle = ExportBundle(request_id="r", filename="missing.zip", size=3, sha256="0" * 64,
                           created_at=RELEASED, download_count=0,
                           expires_at=RELEASED + timedelta(days=7))
     assert availability(rt, bundle).refusal == "download.not_ready"
     assert availability(rt, None).refusal == "download.not_ready"
+
+
+@pytest.mark.parametrize(("after", "done", "refusal"), [
+    (timedelta(days=7), 0, "download.expired"), (timedelta(days=1), 3, "download.exhausted")])
+def test_a_link_that_ended_says_so_when_its_file_is_gone_too(
+        rt: Runtime, after: timedelta, done: int, refusal: str) -> None:
+    """An operator may clear old files from EXPORT_DIR: a link that ended is
+    still expired or used up (the requester can only ask again), never "not
+    ready yet" (which would send them back to wait)."""
+    rt.clock = MovableClock(RELEASED + after)
+    bundle = ExportBundle(request_id="r", filename="cleared.zip", size=3, sha256="0" * 64,
+                          created_at=RELEASED, download_count=done,
+                          expires_at=RELEASED + timedelta(days=7))
+    assert availability(rt, bundle).refusal == refusal
 
 
 def test_the_release_starts_the_seven_days(rt: Runtime) -> None:

@@ -110,7 +110,8 @@ def make_golden_api(make_app: Callable[..., Flask], tmp_path: Path, scripts: dic
         outbox = Outbox(tmp_path / "outbox")
         settings = {"OUTBOX_DIR": str(outbox.path), "BASE_URL": "https://privacy.example.com",
                     **GENEROUS, **config}
-        app = make_app({"crm": {"type": "scripted", "script": "crm"}}, **settings)
+        app = make_app({"crm": {"type": "scripted", "script": "crm", "label": "Customer accounts"}},
+                       **settings)
         outbox.runtimes.append(app.extensions["dsar"])
         return Api(app, outbox)
 

@@ -30,7 +30,8 @@ def connectors() -> None:
               help="Also print each instance's configuration (secrets masked).")
 @with_appcontext
 def connectors_list(show_config: bool) -> None:
-    """Installed types and the instances in the connector file."""
+    """Installed types and the instances in the connector file (with the label
+    requesters read, when one is given)."""
     from ..registry import available_types
 
     click.echo("installed types: " + ", ".join(sorted(available_types())))
@@ -38,6 +39,8 @@ def connectors_list(show_config: bool) -> None:
         caps = ",".join(sorted(c.value for c in connector.capabilities))
         kinds = ",".join(sorted(connector.identity_kinds))
         click.echo(f"{name:<20} {type(connector).__name__:<24} {caps:<12} {kinds}")
+        if connector.label is not None:
+            click.echo(f"  requesters read: {connector.label}")
         if show_config:
             shown = masked_config(type(connector).config_schema, connector.config)
             click.echo("  " + connector.redacted(json.dumps(shown, default=str)))

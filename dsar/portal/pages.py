@@ -15,14 +15,24 @@ from flask import Response, make_response, render_template, url_for
 from sqlalchemy.orm import Session
 
 from ..models import Request
+from ..registry import labels
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
+from ..texts import say
 from ..workflow import downloads
 from ..workflow.states import RequestKind, Status
 
-#: states in which the status page refreshes itself (work is under way)
+#: states in which work is under way: the status page offers "Check again", and its
+#: script (static/status.js) reads the page again every POLL_SECONDS
 REFRESHING = frozenset({"received", "verified", "approved", "processing"})
-_view = RequestRequesterView()
+POLL_SECONDS = 10
+#: a completed access request whose link no longer works: what its state says instead
+#: of "ready to download" (the download's refusal -> the state's text)
+UNAVAILABLE = {"download.expired": "status.completed.download_expired",
+               "download.exhausted": "status.completed.download_exhausted",
+               "download.not_ready": "status.completed.download_missing"}
+#: endings after which a requester can only ask again
+ASK_AGAIN = frozenset({Status.EXPIRED, Status.CANCELLED})
 
 
 def render(template: str, http_status: int = 200, **context: Any) -> Response:
@@ -41,36 +51,71 @@ def when(texts: Mapping[str, str], value: datetime, *, with_time: bool = False) 
 
 
 def status_context(session: Session, rt: Runtime, request: Request) -> dict[str, Any]:
-    """Everything the status page shows of ``request``: nothing internal."""
-    texts, view = rt.texts, _view.dump(request)
+    """Everything the status page shows of ``request``: nothing internal (stores
+    by their label, never their name)."""
+    texts = rt.texts
+    view = RequestRequesterView(labels=labels(rt.connectors)).dump(request)
     state = view["status"]
-    progress: dict[str, str] = {}
-    for item in view["progress"]:  # a later task of a store (after discovery) wins
-        progress[item["store"]] = texts[f"progress.{item['state']}"]
-    variant = request.paused_for if state == Status.PAUSED else request.kind
-    return {
-        "request_id": request.id, "state": state,
-        "state_text": texts.get(f"status.{state}.{variant}", texts[f"status.{state}"]),
-        "kind_text": texts[f"kind.{request.kind}"],
+    page = {
+        "request_id": request.id, "state": state, "state_text": _state_text(texts, request),
+        "kind_text": texts[f"status.kind.{request.kind}"],
         "received_at": when(texts, request.received_at), "due_at": when(texts, request.due_at),
-        "progress": sorted(progress.items()), "reason": view["reason"],
+        "progress": progress(texts, view["progress"]), "reason": view["reason"],
         "reason_label": texts["status.reason" if state == Status.DENIED else "status.extended"],
-        "refresh": state in REFRESHING, "verifying": state == "verifying",
+        "refresh": state in REFRESHING, "poll_seconds": POLL_SECONDS,
+        "verifying": state == "verifying",
         "code_minutes": int(float(rt.settings["CODE_TTL_SECONDS"]) // 60),
-        "download": _download(session, rt, request),
+        "download": None, "new_request": _new_request(texts) if state in ASK_AGAIN else None,
     }
+    if state == Status.COMPLETED and request.kind == RequestKind.ACCESS:
+        _with_download(session, rt, request, page)
+    return page
 
 
-def _download(session: Session, rt: Runtime, request: Request) -> dict[str, str] | None:
-    """The link and its limits, or why there is none; ``None`` when no export is due."""
-    if request.status != Status.COMPLETED or request.kind != RequestKind.ACCESS:
-        return None
+def _state_text(texts: Mapping[str, str], request: Request) -> str:
+    state = request.status
+    variant = request.paused_for if state == Status.PAUSED else request.kind
+    return texts.get(f"status.{state}.{variant}", texts[f"status.{state}"])
+
+
+def _new_request(texts: Mapping[str, str], kind: str | None = None) -> dict[str, str]:
+    """The link to the form, with ``kind`` chosen: to ask again."""
+    key = "status.new_access_request" if kind == RequestKind.ACCESS else "status.new_request"
+    return {"url": url_for("portal.index", kind=kind), "text": texts[key]}
+
+
+def _with_download(session: Session, rt: Runtime, request: Request,
+                   page: dict[str, Any]) -> None:
+    """The link and its limits; or, when it no longer works, a state that says
+    why (never "ready to download") and, once it is gone for good, a new request."""
     texts = rt.texts
     state = downloads.availability(rt, downloads.bundle_of(session, request))
     if state.refusal is not None:
-        return {"note": texts[state.refusal]}
-    left = state.left
-    limits = (texts["download.left"].format(left=left) if state.expires_at is None else
-              texts["download.valid"].format(until=when(texts, state.expires_at,
-                                                        with_time=True), left=left))
-    return {"url": url_for("portal.download", request_id=request.id), "limits": limits}
+        page["state_text"] = texts[UNAVAILABLE[state.refusal]]
+        if state.refusal != "download.not_ready":
+            page["new_request"] = _new_request(texts, RequestKind.ACCESS.value)
+        return
+    limits = (say(texts, "download.left", left=state.left) if state.expires_at is None else
+              say(texts, "download.valid", left=state.left,
+                  until=when(texts, state.expires_at, with_time=True)))
+    page["download"] = {"url": url_for("portal.download", request_id=request.id),
+                        "limits": limits}
+
+
+def progress(texts: Mapping[str, str], items: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(what the requester reads for a store, its state), by label: a store's
+    label, else a neutral text (numbered when several stores have none, in the
+    order of their names), never its name."""
+    latest = {item["store"]: item for item in items}  # a later task of a store wins
+    unlabelled = sorted(name for name, item in latest.items() if not item["label"])
+    rows: list[tuple[tuple[int, str, int], str, str]] = []
+    for name, item in latest.items():
+        state = texts[f"progress.{item['state']}"]
+        if item["label"]:
+            rows.append(((0, item["label"], 0), item["label"], state))
+        elif len(unlabelled) == 1:
+            rows.append(((1, "", 0), texts["status.store.unlabelled"], state))
+        else:
+            n = unlabelled.index(name) + 1
+            rows.append(((1, "", n), texts["status.store.unlabelled_n"].format(n=n), state))
+    return [(shown, state) for _key, shown, state in sorted(rows)]

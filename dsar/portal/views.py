@@ -55,7 +55,9 @@ def _to_status(request_id: str) -> BaseResponse:
 
 @bp.get("/")
 def index() -> Response:
-    return render("portal_form.html", values={}, errors={}, summary=[])
+    """The form; ``?kind=access`` (the status page's "ask again" link) chooses the kind."""
+    return render("portal_form.html", values={"kind": request.args.get("kind")}, errors={},
+                  summary=[])
 
 
 @bp.post("/requests")

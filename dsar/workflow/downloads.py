@@ -40,16 +40,18 @@ class Availability:
 
 
 def availability(rt: Runtime, bundle: ExportBundle | None) -> Availability:
-    """The one place the link's rules live (status pages, the API and take)."""
+    """The one place the link's rules live (status pages, the API and take).
+    A link that ended (expired, used up) says so even when its file is gone
+    too: only a live link's missing file is "not ready"."""
     if bundle is None:
         return Availability("download.not_ready", 0, None)
     left = max(int(rt.settings["EXPORT_MAX_DOWNLOADS"]) - bundle.download_count, 0)
-    if not (Path(rt.settings["EXPORT_DIR"]) / bundle.filename).exists():
-        return Availability("download.not_ready", left, bundle.expires_at)
     if bundle.expires_at is not None and rt.now() >= bundle.expires_at:
         return Availability("download.expired", left, bundle.expires_at)
     if left == 0:
         return Availability("download.exhausted", 0, bundle.expires_at)
+    if not (Path(rt.settings["EXPORT_DIR"]) / bundle.filename).exists():
+        return Availability("download.not_ready", left, bundle.expires_at)
     return Availability(None, left, bundle.expires_at)
 
 
