@@ -27,22 +27,27 @@
     }
   }
 
-  /* The content of #id as the page now has it; the element goes when the page no
-     longer has it (focus inside it moves to the main content). */
+  /* The content of #id as the page now has it (only when it changed: the live
+     region speaks on every change). */
   function update(fresh, id) {
     var mine = document.getElementById(id);
     var theirs = fresh.getElementById(id);
+    if (mine && theirs && mine.innerHTML !== theirs.innerHTML) {
+      mine.innerHTML = theirs.innerHTML;
+    }
+  }
+
+  /* The "Check again" box once there is nothing more to follow; focus inside it
+     moves to the main content. */
+  function remove(id) {
+    var mine = document.getElementById(id);
     if (!mine) {
       return;
     }
-    if (!theirs) {
-      var focused = mine.contains(document.activeElement);
-      mine.parentNode.removeChild(mine);
-      if (focused) {
-        document.getElementById("main").focus();
-      }
-    } else if (mine.innerHTML !== theirs.innerHTML) {
-      mine.innerHTML = theirs.innerHTML;
+    var focused = mine.contains(document.activeElement);
+    mine.parentNode.removeChild(mine);
+    if (focused) {
+      document.getElementById("main").focus();
     }
   }
 
@@ -51,7 +56,7 @@
     timer = null;
   }
 
-  function give_up() {
+  function giveUp() {
     stop();
     if (button) {
       button.hidden = true;
@@ -62,13 +67,17 @@
   }
 
   function read(html) {
+    if (timer === null) {
+      return;  // paused (or done) while the page was on its way: leave it as it is
+    }
     var fresh = new window.DOMParser().parseFromString(html, "text/html");
     var still = fresh.getElementById("status-live");
-    ["status-live", "status-details", "status-progress", "updates"].forEach(function (id) {
+    ["status-live", "status-details", "status-progress"].forEach(function (id) {
       update(fresh, id);
     });
     if (!still || !still.hasAttribute("data-poll-seconds")) {
       stop();  // the work is done (or the page is another): nothing more to follow
+      remove("updates");
     }
   }
 
@@ -85,7 +94,7 @@
         return response.text().then(read);
       }
       if (response.status < 500) {
-        give_up();  // not this browser's page any more: "Check again" says why
+        giveUp();  // not this browser's page any more: "Check again" says why
       }
       return null;
     }).catch(function () {
