@@ -104,9 +104,9 @@ def owned(session: Session, rt: Runtime, request_id: str) -> Request:
     """The request ``request_id`` if the bearer token is its own, else a 404:
     the same answer for an unknown id and for anyone else's token (and for a
     token issued before the request was verified). Whom the token was given
-    to is kept in ``g.api_holder``."""
+    to is kept in ``g.api_holder``, the token's row in ``g.api_held``."""
     found = verification.find_token(session, rt, request_id, g.api_token)
     if found is None:
         raise ApiError(404, "not_found", text("api.not_found"))
-    g.api_holder = found.holder
+    g.api_held, g.api_holder = found, found.holder
     return found.request

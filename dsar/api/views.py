@@ -68,7 +68,8 @@ def submit() -> ResponseReturnValue:
                                        name=data["name"], message=data["message"])
         created = started.request
     body = SubmittedView().dump({"id": created.id, "status": created.status,
-                                 "due_at": created.due_at, "status_token": started.status_token})
+                                 "due_at": started.due_at or created.due_at,
+                                 "status_token": started.status_token})
     return body, 202, {"Location": url_for(".status", request_id=created.id)}
 
 
@@ -185,6 +186,8 @@ def refusal(exc: verification.VerificationError) -> ApiError:
 def status_document(session: Session, rt: Runtime, found: Request) -> dict[str, Any]:
     """The requester's view of ``found``, with its download when there is one."""
     document: dict[str, Any] = RequestRequesterView(labels=labels(rt.connectors)).dump(found)
+    received_at, due_at = verification.as_seen(g.api_held)  # owned() found it
+    document["received_at"], document["due_at"] = received_at.isoformat(), due_at.isoformat()
     document["export"] = export_state(session, rt, found)
     return document
 

@@ -16,7 +16,7 @@ delays the code, never the request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from ..models import Request, RequestToken, SubjectIdentifier, TokenHolder, Veri
 from ..models.request import is_request_id
 from ..runtime import Runtime
 from . import requests as flow
+from .deadlines import due_date
 from .states import Status, transition
 from .subjects import subject_of
 
@@ -73,6 +74,8 @@ class Started:
     request: Request
     status_token: str
     joined: bool = False
+    #: the due date this submitter is told (see :func:`as_seen`); the request's if ``None``
+    due_at: datetime | None = None
 
 
 def new_code() -> str:
@@ -228,7 +231,7 @@ def receive(session: Session, rt: Runtime, kind: str, email: str, *, name: str |
         audit.record(session, rt.crypto, "request.joined", actor="requester",
                      request_id=pending.id)
         return Started(pending, issue_token(session, rt, pending, TokenHolder.SUBMITTER),
-                       joined=True)
+                       joined=True, due_at=due_date(rt.now()))
     request = flow.submit(session, rt, kind, {"email": [email]}, name=name, message=message,
                           actor="requester")
     return start(session, rt, rt.texts, request, address)
@@ -255,6 +258,17 @@ def find_token(session: Session, rt: Runtime, request_id: str, token: str) -> Re
     if found is None or not constant_time_equal(found.request_id, request_id):
         return None
     return found
+
+
+def as_seen(held: RequestToken) -> tuple[datetime, datetime]:
+    """The received and due dates of the request as the holder of ``held``
+    sees them: before verification, those of their own submission (or code
+    mail), so that joining a pending request never tells when someone else
+    submitted the address; once verified, the request's own."""
+    request = held.request
+    if request.status != Status.VERIFYING.value:
+        return request.received_at, request.due_at
+    return held.issued_at, due_date(held.issued_at)
 
 
 def by_token(session: Session, rt: Runtime, request_id: str, token: str) -> Request | None:

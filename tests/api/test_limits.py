@@ -4,6 +4,7 @@ request's token; a limited call is a JSON 429 with Retry-After and writes nothin
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask import Flask
 
@@ -55,6 +56,24 @@ def test_submissions_for_one_address_join_one_request_whatever_the_ip(
                  "not_found")
     fresh = verified.get_json()["status_token"]
     assert client.get(f"{BASE}/{request_id}", headers=auth(fresh)).status_code == 200
+
+
+def test_joining_does_not_tell_when_someone_else_submitted(make_api: Callable[..., Flask],
+                                                           outbox: Outbox) -> None:
+    app = make_api()
+    client, rt = app.test_client(), app.extensions["dsar"]
+    rt.clock = MovableClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    request_id, stranger = submit(client, address=ALICE, **IP_A)
+    rt.clock.advance(days=5)
+    answer = client.post(BASE, json={"kind": "access", "email": ALICE}, environ_base=IP_B)
+    assert answer.status_code == 202
+    joined = answer.get_json()
+    assert joined["id"] == request_id and joined["due_at"] == "2026-04-07T09:00:00+00:00"
+    shown = client.get(f"{BASE}/{request_id}", headers=auth(joined["status_token"])).get_json()
+    assert (shown["received_at"], shown["due_at"]) == ("2026-03-07T09:00:00+00:00",
+                                                       "2026-04-07T09:00:00+00:00")
+    shown = client.get(f"{BASE}/{request_id}", headers=auth(stranger)).get_json()
+    assert shown["received_at"] == "2026-03-02T09:00:00+00:00"
 
 
 def test_bad_bodies_do_not_share_one_email_counter(make_api: Callable[..., Flask]) -> None:

@@ -164,3 +164,26 @@ def _limit_headers(answer: object) -> dict[str, str]:
     headers = getattr(answer, "headers")  # noqa: B009
     return {k: v for k, v in headers.items()
             if k.lower().startswith("x-ratelimit") or k.lower() == "retry-after"}
+
+
+def test_joining_does_not_tell_when_someone_else_submitted(
+        portal_app: Callable[..., Flask]) -> None:
+    """Before verification each submitter sees the dates of their own
+    submission, so the dates on the page cannot tell that someone submitted
+    the address before; once verified, the request's own."""
+    app = portal_app()
+    clock = app.extensions["dsar"].clock = MovableClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    stranger = Browser(app, REMOTE_ADDR="203.0.113.1")
+    request_id = stranger.start("access", ALICE)
+    clock.advance(days=5)
+    owner = Browser(app, REMOTE_ADDR="198.51.100.7")
+    owner.outbox.new()  # the first code, now expired
+    assert owner.start("access", ALICE) == request_id
+    page = owner.status(request_id).text
+    assert "7 March 2026" in page and "7 April 2026" in page  # the owner's own submission
+    assert "2 March 2026" not in page and "2 April 2026" not in page
+    assert "2 March 2026" in stranger.status(request_id).text
+    assert owner.resend(request_id).status_code == 303  # the first code has expired
+    assert owner.verify(request_id, owner.outbox.code()).status_code == 303
+    page = owner.status(request_id).text
+    assert "2 March 2026" in page and "2 April 2026" in page  # the request's, once verified
