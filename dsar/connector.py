@@ -246,12 +246,20 @@ class Action(enum.StrEnum):
 @dataclass(frozen=True)
 class PlanItem:
     """One record's fate. ``detail`` says how it is masked (``MASK``) or which
-    legal hold keeps it and why (``KEEP``); it is shown to officers."""
+    legal hold keeps it and why (``KEEP``); it is shown to officers.
+
+    ``holds`` names the legal holds that keep a ``KEEP`` record (their names,
+    as the connector's configuration gives them, e.g. ``("tax-records",)``):
+    the requester is told what each hold keeps in the words the connector file
+    gives the hold (``[holds.<name>]``, docs/connectors.md), never in
+    ``detail``. Optional: a kept record that names none is explained with a
+    default text."""
 
     collection: str
     key: str
     action: Action
     detail: str = ""
+    holds: tuple[str, ...] = ()
 
     @property
     def ref(self) -> tuple[str, str]:

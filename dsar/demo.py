@@ -333,6 +333,10 @@ url = {q(f"sqlite:///{info.crm}")}
 [connectors.crm.holds]
 tax-records = "invoices are kept 10 years (tax law)"
 
+# what a requester reads about the records a hold keeps (the erasure notice)
+[holds.tax-records]
+requester = "Your invoices: tax law requires us to keep them for 10 years, for nothing else."
+
 [[connectors.crm.tables]]
 name = "customers"
 identity = {{ email = "email", phone = "phone" }}

@@ -9,6 +9,12 @@ has one table per instance::
     label = "Customer accounts"     # optional: the store's name for requesters
     url = "sqlite:///crm.db"
 
+A ``[holds.<name>]`` table gives the words a requester reads about the
+records a legal hold keeps (:func:`load_hold_texts`)::
+
+    [holds.tax-records]
+    requester = "Your invoices: tax law makes us keep them for 10 years."
+
 Any key may instead be read from the environment: ``url_env = "CRM_URL"``
 (at any depth), so secrets need not be written into the file.
 Everything is validated before any request runs; errors name the file and the
@@ -86,16 +92,52 @@ def load_connectors(path: str | None,
     if not path:
         return {}
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: connector file not found (DSAR_CONNECTORS)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    data = _read(file)
     tables = data.get("connectors", {})
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{file}: no [connectors.<name>] tables")
     return {name: _instantiate(file, name, raw, extra_types) for name, raw in tables.items()}
+
+
+def _read(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: connector file not found (DSAR_CONNECTORS)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+
+
+def load_hold_texts(path: str | None) -> dict[str, str]:
+    """What a requester is told about the records each legal hold keeps, by
+    the hold's name: the ``[holds.<name>]`` tables of the connector file, each
+    with one key, ``requester`` (the text, stripped). A hold a connector names
+    that has no table here gets the default text (``mail.erased.hold.default``).
+    No path, or no ``[holds]``: none. Raises :class:`ConfigError` naming the
+    file and key."""
+    if not path:
+        return {}
+    file = Path(path)
+    holds = _read(file).get("holds", {})
+    if not isinstance(holds, dict):
+        raise ConfigError(f"{file}: holds: must be a table of [holds.<name>] tables")
+    return {name: _hold_text(file, name, table) for name, table in holds.items()}
+
+
+def _hold_text(file: Path, name: str, table: Any) -> str:
+    where = f"{file}: holds.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table ([holds.{name}] with requester = \"...\")")
+    unknown = sorted(set(table) - {"requester"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)} (only requester)")
+    text = table.get("requester")
+    if text is not None and not isinstance(text, str):
+        raise ConfigError(f"{where}.requester: must be text")
+    if not text or not text.strip():
+        raise ConfigError(f"{where}.requester: missing (what a requester is told about the "
+                          "records this hold keeps)")
+    return text.strip()
 
 
 def _instantiate(file: Path, name: str, raw: Any,

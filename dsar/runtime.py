@@ -27,7 +27,7 @@ from .database import READING, make_engine
 from .files import private_folder
 from .mail import Mailer
 from .officers.factors import default_hasher
-from .registry import load_connectors
+from .registry import load_connectors, load_hold_texts
 from .texts import load_texts
 
 
@@ -57,6 +57,7 @@ class Runtime:
         wakeup.install(self)
         self._connector_types = dict(connector_types or {})
         self._connectors: dict[str, Connector] | None = None
+        self._hold_texts: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -72,9 +73,18 @@ class Runtime:
         use (so CLI commands that need none work with a broken file)."""
         with self._lock:
             if self._connectors is None:
-                self._connectors = load_connectors(self.settings.get("CONNECTORS"),
-                                                   self._connector_types)
+                path = self.settings.get("CONNECTORS")
+                connectors = load_connectors(path, self._connector_types)
+                self._hold_texts = load_hold_texts(path)
+                self._connectors = connectors
             return self._connectors
+
+    @property
+    def hold_texts(self) -> dict[str, str]:
+        """Hold name -> what a requester reads about the records it keeps (the
+        connector file's ``[holds.<name>]``), loaded with the connectors."""
+        _ = self.connectors
+        return self._hold_texts
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

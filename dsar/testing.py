@@ -313,6 +313,11 @@ class ConnectorContract:
             assert isinstance(item.action, Action)
             if item.action is not Action.DELETE:
                 assert item.detail, f"{item.action.value} needs a detail (how masked / which hold)"
+            assert isinstance(item.holds, tuple) and all(
+                isinstance(h, str) and h.strip() for h in item.holds), \
+                f"holds is a tuple of hold names, not {item.holds!r}"
+            assert item.action is Action.KEEP or not item.holds, \
+                f"only a kept record names holds ({item.action.value} names {item.holds!r})"
         assert sorted(_refs(connector.find(subject))) == before, "planning changed the store"
         json.dumps(plan.extra)
 

@@ -37,8 +37,8 @@ DEFAULTS: dict[str, str] = {
     "mail.access_ready.subject": "Your data is ready to download",
     "mail.access_ready.body": (
         "Hello,\n\n"
-        "Your request for {kind_label} is complete: a copy of your data is ready.\n"
-        "Download it from your request page:\n\n"
+        "We have finished your request for {kind_label}. Download your data from your "
+        "request page:\n\n"
         "    {status_url}\n\n"
         "You can download it {downloads} until {until}. After that, ask us again if you "
         "need a new copy.\n"
@@ -382,4 +382,7 @@ def load_texts(path: str | None) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"DSAR_TEXTS: {path}: unknown keys {', '.join(unknown)}")
     texts.update({k: str(v) for k, v in overrides.items()})
+    if "{code}" in texts["mail.code.subject"]:  # a subject shows on lock screens
+        raise ConfigError(f"DSAR_TEXTS: {path}: mail.code.subject must not hold {{code}}: "
+                          "put the code in mail.code.body only")
     return texts

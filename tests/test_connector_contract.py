@@ -12,7 +12,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -25,8 +25,12 @@ from dsar.cli import main
 from dsar.config import ConfigError
 from dsar.connector import (
     MASK,
+    Action,
+    Capability,
     CheckResult,
     Connector,
+    ErasurePlan,
+    PlanItem,
     Record,
     Subject,
     masked_config,
@@ -183,6 +187,42 @@ def test_redact_secrets_masks_values_and_url_passwords() -> None:
 
 
 # ------------------------------------------------------------------ the kit
+class _Holding(Vault):
+    """Finds the records of ``plans`` and plans them as they are (with their holds)."""
+
+    capabilities = frozenset({Capability.FIND, Capability.ERASE})
+    plans: ClassVar[list[PlanItem]] = []
+
+    def find(self, subject: Subject) -> Iterator[Record]:
+        yield from (Record("c", item.key, "x", {}) for item in self.plans)
+
+    def plan_erasure(self, subject: Subject) -> ErasurePlan:
+        return ErasurePlan(self.name, list(self.plans))
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    ([PlanItem("c", "1", Action.KEEP, "hold tax: 10 years", holds=("tax",)),
+      PlanItem("c", "2", Action.DELETE)], None),
+    ([PlanItem("c", "1", Action.KEEP, "kept by a hold it does not name")], None),
+    ([PlanItem("c", "1", Action.DELETE, holds=("tax",))], "only a kept record names holds"),
+    ([PlanItem("c", "1", Action.KEEP, "hold", holds=" tax ")],  # type: ignore[arg-type]
+     "holds is a tuple of hold names"),
+    ([PlanItem("c", "1", Action.KEEP, "hold", holds=("",))], "holds is a tuple of hold names"),
+])
+def test_the_kit_checks_the_holds_a_plan_names(items: list[PlanItem],
+                                               message: str | None) -> None:
+    """What the requester's notice explains hold by hold (dsar/workflow/notices.py)."""
+    _Holding.plans = items
+    connector = _Holding("holding", {"url": URL, "token": TOKEN})
+    subject = Subject({"email": ["a@example.org"]})
+    check = ConnectorContract().test_plan_lists_every_record_once_and_changes_nothing
+    if message is None:
+        check(connector, subject)
+        return
+    with pytest.raises(AssertionError, match=message):
+        check(connector, subject)
+
+
 @pytest.mark.parametrize(("name", "credential"), [
     ("password", True), ("api_key", True), ("apiKey", True), ("hash_key", True),
     ("key", True), ("access_token", True), ("client_secret", True), ("credentials", True),

@@ -21,9 +21,9 @@ from flask import Flask
 from flask.cli import ScriptInfo
 
 from dsar.cli import main
-from dsar.connector import Action, Connector, Subject
+from dsar.connector import Action, Capability, Connector, Subject
 from dsar.demo import DemoError, DemoInfo, seed
-from dsar.registry import load_connectors
+from dsar.registry import load_connectors, load_hold_texts
 
 
 @pytest.fixture
@@ -121,6 +121,18 @@ def test_every_demo_store_has_a_label_for_requesters(
     assert {name: c.label for name, c in connectors.items()} == {
         "crm": "Customer accounts and orders", "mail": "Emails with our support team",
         "chat": "Our community chat"}
+
+
+def test_every_hold_the_demo_plans_has_a_requester_text(
+        demo: DemoInfo, connectors: dict[str, Connector]) -> None:
+    """The erasure notice explains each hold in the connector file's words."""
+    subject = Subject({"email": {demo.emails[0]}})
+    named = {hold for connector in connectors.values()
+             if Capability.ERASE in connector.capabilities
+             for item in connector.plan_erasure(subject).items for hold in item.holds}
+    texts = load_hold_texts(str(demo.connector_file))
+    assert named == {"tax-records"} and set(texts) == named
+    assert "10 years" in texts["tax-records"]
 
 
 def test_a_customer_is_found_by_all_three_connectors(

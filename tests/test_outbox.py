@@ -70,7 +70,10 @@ def mails(rt: Runtime) -> list[OutboxMail]:
 
 
 def code_of(message: Any) -> str:
-    found = re.search(r"\b(\d{6})\b", str(message["Subject"]))
+    """The code on a line of its own in the body (never in the subject: it
+    shows on lock screens)."""
+    assert not re.search(r"\d", str(message["Subject"])), "a code in the subject"
+    found = re.search(r"^\s*(\d{6})\s*$", message.get_body().get_content(), re.MULTILINE)
     assert found, "a code mail without a code"
     return found.group(1)
 

@@ -174,6 +174,7 @@ class MaildirConnector(Connector):
                 key,
                 Action.KEEP,
                 f"hold {HOLD}: mail sent by other people is kept ({where})",
+                holds=(HOLD,),
             )
         body = _body_names(_parse(raw), hashes)
         if others == "remove":

@@ -209,7 +209,8 @@ class RestConnector(Connector):
     def _plan_item(self, name: str, key: str) -> PlanItem:
         spec = self.objects[name]
         if spec["erase"] == "keep":
-            return PlanItem(name, key, Action.KEEP, f"hold {spec['hold']}: {spec['reason']}")
+            return PlanItem(name, key, Action.KEEP, f"hold {spec['hold']}: {spec['reason']}",
+                            holds=(spec["hold"],))
         if spec["erase"] == "anonymise":
             replaced = ", ".join(_leaf_paths(spec["anonymise"]["body"]))
             how = _label(spec["anonymise"])

@@ -269,6 +269,7 @@ class SqlTableConnector(Connector):
             return
         spec = self.dataset.tables[name]
         action, detail = spec.row_action, self._detail(spec)
+        holds = self._holds(spec) if action is Action.KEEP else ()
         hashed = [c for c, s in spec.masked.items() if s.how == "hash"]
         kinds = {column: kind for kind, column in spec.identity.items()}
 
@@ -287,7 +288,7 @@ class SqlTableConnector(Connector):
                 for c, v in zip(hashed, tuple(row)[1:], strict=True) if v is not None}
             if values:
                 pseudonyms.setdefault(name, {})[key] = values
-            yield PlanItem(name, key, action, detail)
+            yield PlanItem(name, key, action, detail, holds=holds)
 
     def _detail(self, spec: TableSpec) -> str:
         """What happens to every planned row of a table; the same for each row."""
@@ -299,11 +300,18 @@ class SqlTableConnector(Connector):
                                     if exits else "")
         if spec.row_action is Action.MASK:
             return f"masked: {masked}"
+        kept = "; ".join(f"hold {h}: {self.dataset.hold_reason(spec, h)}"
+                         for h in self._holds(spec))
+        return kept + (f"; masked: {masked}" if masked else "")
+
+    @staticmethod
+    def _holds(spec: TableSpec) -> tuple[str, ...]:
+        """The holds that keep a kept table's rows: the table's own, then those
+        its kept identity columns name (the requester's notice explains each)."""
         holds = [spec.hold] if spec.erase == "keep" and spec.hold else []
         holds += sorted({s.value or "" for c, s in spec.columns.items()
                          if c in spec.kept_identity} - set(holds))
-        kept = "; ".join(f"hold {h}: {self.dataset.hold_reason(spec, h)}" for h in holds)
-        return kept + (f"; masked: {masked}" if masked else "")
+        return tuple(holds)
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
         """Carry out the plan in one transaction (see :mod:`.erasure` for the

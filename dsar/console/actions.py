@@ -36,6 +36,7 @@ from ..models.request import is_request_id
 from ..runtime import Runtime, runtime
 from ..texts import deny_reasons
 from ..workflow import extensions as clock
+from ..workflow import notices
 from ..workflow import requests as flow
 from ..workflow.extensions import Refused, WaitingFor
 from ..workflow.states import IllegalTransition, RequestKind, Status, can_transition
@@ -157,6 +158,14 @@ def _approve(ctx: Context, values: Values, actor: str) -> str:
     return "Approved: the erasure has started."
 
 
+def _mailed(ctx: Context, what: str) -> str:
+    """What the decision's notice tells the requester (:mod:`dsar.workflow.notices`),
+    or that nobody verified the address it would go to."""
+    if notices.verified_address(ctx.rt, ctx.request) is None:
+        return "We email the requester nothing: nobody verified the address."
+    return f"We email the requester, at the address they verified, {what}."
+
+
 # --- deny -------------------------------------------------------------------------------
 
 
@@ -181,7 +190,8 @@ def _deny_restate(ctx: Context, values: Values) -> tuple[list[tuple[str, str]], 
     return ([("Decision", "Deny the erasure"),
              ("Reason the requester reads", _deny_reason(ctx, values))],
             ["Nothing is deleted. The request ends: it cannot be approved afterwards.",
-             "The requester sees the reason on their status page and through the API."])
+             "The requester sees the reason on their status page and through the API.",
+             _mailed(ctx, "the reason")])
 
 
 def _deny(ctx: Context, values: Values, actor: str) -> str:
@@ -218,7 +228,8 @@ def _extend_restate(ctx: Context, values: Values) -> tuple[list[tuple[str, str]]
             [f"The request is due on {_when(new_due)} instead of {_when(ctx.request.due_at)}.",
              "An extension is allowed once (GDPR Art. 12(3)): this request cannot be "
              "extended again.",
-             "The requester sees the new date and your reason on their status page."])
+             "The requester sees the new date and your reason on their status page.",
+             _mailed(ctx, "the new date and your reason")])
 
 
 def _extend(ctx: Context, values: Values, actor: str) -> str:
@@ -247,8 +258,8 @@ def _pause_restate(ctx: Context, values: Values) -> tuple[list[tuple[str, str]],
         "The clock stops now. When you resume the request, its due date "
         f"({_when(ctx.request.due_at)}) moves by the time it was paused.",
         f"It returns to \u201c{ctx.request.status.replace('_', ' ')}\u201d when you resume it.",
-        "Write to the requester yourself: the status page only says that you are waiting "
-        "for them."]
+        _mailed(ctx, "that we wait for their identity or a clarification (not your note)"),
+        "Write to the requester yourself about exactly what you need."]
 
 
 def _pause(ctx: Context, values: Values, actor: str) -> str:
@@ -273,7 +284,8 @@ def _resume_restate(ctx: Context, _values: Values) -> tuple[list[tuple[str, str]
              ("Due now", _when(r.due_at)), ("Due after", _when(new_due))],
             [f"The clock starts again and the request returns to "
              f"\u201c{back_to.replace('_', ' ')}\u201d.",
-             f"It is due on {_when(new_due)}: moved by the time it was paused."])
+             f"It is due on {_when(new_due)}: moved by the time it was paused.",
+             _mailed(ctx, "the new date")])
 
 
 def _resume(ctx: Context, _values: Values, actor: str) -> str:
@@ -318,6 +330,7 @@ def _cancel_restate(ctx: Context, values: Values) -> tuple[list[tuple[str, str]]
     if open_tasks:
         happens.append(f"{len(open_tasks)} task{'s' if len(open_tasks) != 1 else ''} not "
                        "finished yet stop: what a store already did stays done.")
+    happens.append(_mailed(ctx, "that it was cancelled (not your reason)"))
     return [("Reason", values["reason"])], happens
 
 

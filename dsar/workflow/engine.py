@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..clock import now_of
 from ..connector import Capability
-from ..models import Request, Task
+from ..models import ExportBundle, Request, Task
 from ..models.task import BUNDLE_CONNECTOR
 from ..runtime import Runtime
-from . import export_step
+from . import export_step, notices
 from .states import RequestKind, Status, transition
 from .task_states import OPEN, Step, TaskStatus, move
 
@@ -139,7 +139,8 @@ def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | Non
     completed. Access: the first time, the bundle step is added (built by a
     worker outside this transaction: the one that recorded the last export,
     when ``owner`` names it, claims it at once and it is returned); once
-    it succeeded, the bundle is released and the request completed.
+    it succeeded, the bundle is released and the request completed. A
+    completed request's notice is queued here (:mod:`.notices`).
     """
     request = locked or _locked(session, request_id)
     if request.status != Status.PROCESSING.value:
@@ -155,12 +156,18 @@ def finalise(session: Session, rt: Runtime, request_id: str, *, owner: str | Non
         return None
     work = [t for t in tasks if t.step != Step.BUNDLE]
     details: dict[str, object] = {"records": sum(t.record_count for t in work)}
+    bundle: ExportBundle | None = None
     if request.kind == RequestKind.ACCESS:
         built = next((t for t in tasks if t.step == Step.BUNDLE), None)
         if built is None:
             return _add_bundle_step(session, rt, request_id, owner)
-        details.update(export_step.release(session, rt, request, built))
+        bundle, released = export_step.release(session, rt, request, built)
+        details.update(released)
     transition(session, rt.crypto, request, Status.COMPLETED, actor="system", details=details)
+    if bundle is not None:
+        notices.access_ready(session, rt, request, bundle)
+    else:
+        notices.erased(session, rt, request, tasks)
     return None
 
 

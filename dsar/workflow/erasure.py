@@ -6,7 +6,8 @@
 * :func:`unerasable`: a store that cannot erase and holds records of the
   subject (they must be erased by hand) fails, one that holds none is done;
 * :func:`run`: plan, erase, then find again: anything left that no hold keeps
-  fails the task (erasure is verified, not assumed);
+  fails the task (erasure is verified, not assumed); the result counts what
+  each hold kept (:func:`held`, for the requester's notice);
 * :func:`preview`: the plan alone, counted per collection, action and hold.
 """
 
@@ -16,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from .. import faults
-from ..connector import Capability, Connector, ErasurePlan, Subject
+from ..connector import Action, Capability, Connector, ErasurePlan, Subject
 from .outcome import Outcome
 
 #: why a store is left out: none of the subject's identifiers are of a kind it takes
@@ -60,13 +61,24 @@ def run(connector: Connector, subject: Subject) -> Outcome:
     left = Counter(r.collection for r in connector.find(subject) if r.ref not in kept)
     holds = sorted({item.detail for item in plan.items if item.ref in kept})
     result = {"plan": plan.summary(), "deleted": done.deleted, "masked": done.masked,
-              "kept": done.kept, "holds": holds}
+              "kept": done.kept, "holds": holds, "held": held(plan)}
     if left:
         where = ", ".join(sorted(left))
         return Outcome(False, records=len(plan.items), result=result,
                        error=f"erasure not verified: {sum(left.values())} records remain "
                        f"that no hold keeps (in {where})")
     return Outcome(True, records=len(plan.items), result=result)
+
+
+def held(plan: ErasurePlan) -> dict[str, int]:
+    """The records each hold keeps, by the hold's name (a record kept under
+    two holds counts under each; one that names none counts under ``""``):
+    what the requester's notice explains, hold by hold."""
+    counts: Counter[str] = Counter()
+    for item in plan.items:
+        if item.action is Action.KEEP:
+            counts.update(item.holds or ("",))
+    return dict(sorted(counts.items()))
 
 
 def preview(connector: Connector, subject: Subject) -> dict[str, Any]:

@@ -98,9 +98,11 @@ def build(rt: Runtime, job: BundleJob) -> Outcome:
                            "sha256": built.sha256, "counts": built.counts})
 
 
-def release(session: Session, rt: Runtime, request: Request, task: Task) -> dict[str, Any]:
+def release(session: Session, rt: Runtime, request: Request,
+            task: Task) -> tuple[ExportBundle, dict[str, Any]]:
     """Record the built bundle (in the transaction that completes the request);
-    returns the details for ``request.completed``."""
+    returns its row (for the requester's notice) and the details for
+    ``request.completed``."""
     result = _result(task)
     made = session.get(ExportBundle, request.id)
     if made is None:
@@ -112,8 +114,8 @@ def release(session: Session, rt: Runtime, request: Request, task: Task) -> dict
     made.expires_at = now + timedelta(days=int(rt.settings["EXPORT_LINK_DAYS"]))
     session.flush()
     log.info("export bundle released for request %s (%d bytes)", request.id, made.size)
-    return {"bundle_sha256": made.sha256, "bundle_size": made.size,
-            "bundle_records": result["counts"]}
+    return made, {"bundle_sha256": made.sha256, "bundle_size": made.size,
+                  "bundle_records": result["counts"]}
 
 
 def after_release(rt: Runtime, request_id: str) -> None:

@@ -2,7 +2,9 @@
 extend the deadline, pause the clock and resume it.
 
 Each function changes one request inside the caller's transaction and records
-its audit event there (through :func:`states.transition`); the caller commits.
+its audit event there (through :func:`states.transition`), with the
+requester's notice where the law expects one (:mod:`.notices`: denied,
+cancelled, extended, paused, resumed); the caller commits.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .. import audit
 from ..models import ErasurePreview, Request, Task
 from ..models.request import new_request_id
 from ..runtime import Runtime
-from . import engine, export_step
+from . import engine, export_step, notices
 from . import extensions as clock
 from .deadlines import due_date
 from .extensions import Refused, WaitingFor
@@ -121,6 +123,7 @@ def deny(session: Session, rt: Runtime, request: Request, *, actor: str, reason:
     if not reason.strip():
         raise ValueError("a denial needs a reason")
     transition(session, rt.crypto, request, Status.DENIED, actor=actor, reason=reason.strip())
+    notices.denied(session, rt, request)
 
 
 def cancel(session: Session, rt: Runtime, request: Request, *, actor: str, reason: str) -> None:
@@ -130,6 +133,7 @@ def cancel(session: Session, rt: Runtime, request: Request, *, actor: str, reaso
                                                    Task.status.in_(OPEN))):
         move(session, rt.crypto, task, TaskStatus.CANCELLED, actor=actor)
         task.lease_owner = None
+    notices.cancelled(session, rt, request)
 
 
 def retry(session: Session, rt: Runtime, request: Request, *, actor: str) -> int:
@@ -177,6 +181,7 @@ def extend(session: Session, rt: Runtime, request: Request, *, actor: str, month
     audit.record(session, rt.crypto, "request.extended", actor=actor, request_id=request.id,
                  details={"months": months, "reason": reason, "due_at_before": before.isoformat(),
                           "due_at": request.due_at.isoformat()})
+    notices.extended(session, rt, request)
 
 
 def pause(session: Session, rt: Runtime, request: Request, *, actor: str, waiting_for: str,
@@ -192,6 +197,7 @@ def pause(session: Session, rt: Runtime, request: Request, *, actor: str, waitin
                reason=(note or "").strip() or None,
                details={"waiting_for": waiting_for, "due_at": request.due_at.isoformat()})
     request.paused_at, request.paused_from, request.paused_for = rt.now(), current, waiting_for
+    notices.paused(session, rt, request)
 
 
 def resume(session: Session, rt: Runtime, request: Request, *, actor: str) -> None:
@@ -210,6 +216,7 @@ def resume(session: Session, rt: Runtime, request: Request, *, actor: str) -> No
     request.due_at = due
     request.paused_at = request.paused_from = request.paused_for = None
     request.status_reason = None
+    notices.resumed(session, rt, request)
 
 
 def expire_unverified(session: Session, rt: Runtime) -> int:

@@ -48,3 +48,10 @@ def identifier_sources(rt: Runtime, request: Request) -> list[dict[str, str]]:
     return [{"kind": i.kind,
              "value": rt.crypto.decrypt_text(i.value_ct, f"identifier:{i.kind}"),
              "source": i.source} for i in request.identifiers]
+
+
+def given_by_requester(rt: Runtime, request: Request, kind: str) -> list[str]:
+    """The identifiers of ``kind`` the requester gave (source ``requester``),
+    decrypted and sorted: never those identity expansion found."""
+    return sorted(rt.crypto.decrypt_text(i.value_ct, f"identifier:{kind}")
+                  for i in request.identifiers if i.kind == kind and i.source == "requester")

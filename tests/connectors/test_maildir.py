@@ -247,6 +247,8 @@ def test_keep_mode_holds_others_mail(store: tuple[Path, dict]) -> None:
     held = {i.ref for i in plan.items if i.action is Action.KEEP}
     assert held == {keys["to_alice"], keys["cc_alice"], keys["archived"]}
     assert all("others-mail" in i.detail for i in plan.items if i.action is Action.KEEP)
+    assert {i.holds for i in plan.items} == {("others-mail",), ()}
+    assert all(bool(i.holds) == (i.action is Action.KEEP) for i in plan.items)
     result = connector.erase(plan)
     assert (result.deleted, result.kept) == (2, 3)
     assert {r.ref for r in connector.find(ALICE)} == held

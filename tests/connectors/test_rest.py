@@ -225,6 +225,7 @@ def test_keep_strategy_reports_the_hold(crm: CrmServer, ids: dict[str, str]) -> 
     items = {i.ref: i for i in connector.plan_erasure(BOB).items}
     assert items[("contacts", ids["bob"])].action is Action.KEEP
     assert items[("contacts", ids["bob"])].detail == "hold litigation: open court case 12 O 34/24"
+    assert items[("contacts", ids["bob"])].holds == ("litigation",)
     result = connector.erase(connector.plan_erasure(BOB))
     assert (result.deleted, result.kept) == (1, 2)
     assert ids["bob"] in crm.objects["contacts"]

@@ -226,6 +226,8 @@ def test_plan_says_how_each_row_goes(crm: SqlTableConnector) -> None:
     assert {items[r].action for r in items if r[0] in ("orders", "order_items")} == {Action.DELETE}
     invoice = items[("invoices", "1000")]
     assert invoice.action is Action.KEEP and invoice.detail == f"hold tax-records: {REASON}"
+    assert invoice.holds == ("tax-records",)  # named for the requester's notice
+    assert {items[r].holds for r in items if r != ("invoices", "1000")} == {()}
     assert plan.summary() == {"delete": 5, "mask": 1, "keep": 1}
     # the pseudonym is computed once, in the plan, from the normalised address
     assert plan.extra["pseudonyms"] == {"customers": {"1": {"email": expected_hash(
@@ -321,6 +323,7 @@ def test_column_kept_under_hold_keeps_the_row_and_masks_the_rest(seeded: str) ->
         assert item.action is Action.KEEP
         assert item.detail == (f"hold tax-records: {REASON}; masked: phone set to NULL, "
                                "name replaced by 'erased'")
+        assert item.holds == ("tax-records",)
         result = connector.erase(plan)
         assert (result.deleted, result.masked, result.kept) == (5, 0, 2)
         alice = table_rows(seeded, "customers")[1]
@@ -328,6 +331,23 @@ def test_column_kept_under_hold_keeps_the_row_and_masks_the_rest(seeded: str) ->
             " Alice@Example.ORG", None, "erased")
         assert sorted(r.ref for r in connector.find(ALICE)) == [
             ("customers", "1"), ("invoices", "1000")]
+    finally:
+        connector.close()
+
+
+def test_a_row_kept_under_two_holds_names_both(seeded: str) -> None:
+    """The table's hold first, then the holds its kept identity columns name."""
+    tables = copy.deepcopy(DATASET["tables"])
+    tables[3]["columns"] = {"billing_email": {"keep": "litigation"}}
+    connector = make(seeded, tables=tables,
+                     holds={"tax-records": REASON, "litigation": "a court case is open"})
+    try:
+        assert connector.check().ok, connector.check().message
+        invoice = next(i for i in connector.plan_erasure(ALICE).items
+                       if i.ref == ("invoices", "1000"))
+        assert invoice.holds == ("tax-records", "litigation")
+        assert invoice.detail == (f"hold tax-records: {REASON}; "
+                                  "hold litigation: a court case is open")
     finally:
         connector.close()
 

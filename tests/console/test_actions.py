@@ -18,6 +18,7 @@ from sqlalchemy import select
 from dsar.clock import MovableClock
 from dsar.models import AuditEvent, ErasurePreview, Request, Task
 from dsar.workflow import requests as flow
+from dsar.workflow import verification
 from dsar.workflow.deadlines import add_months
 from tests.console.client import Console, Officer
 from tests.console.conftest import START
@@ -330,6 +331,40 @@ def test_cancel_with_a_reason(console: Console, reviewer: Officer) -> None:
 
 
 # --- refusals -----------------------------------------------------------------------------
+
+@SQLITE
+@pytest.mark.parametrize(("action", "values", "said"), [
+    ("deny", {"template": "identity"}, "the reason"),
+    ("extend", {"months": "1", "reason": "x"}, "the new date and your reason"),
+    ("pause", {"waiting_for": "identity"}, "that we wait for their identity or a "
+                                           "clarification (not your note)"),
+    ("cancel", {"reason": "x"}, "that it was cancelled (not your reason)"),
+])
+def test_the_confirmation_says_what_the_requester_is_mailed(
+        console: Console, reviewer: Officer, action: str, values: dict[str, str],
+        said: str) -> None:
+    """dsar/workflow/notices.py: only to the address the requester verified."""
+    request_id = new_request(console)
+    words = text(console.post(base(request_id, action), **values).text)
+    assert f"We email the requester, at the address they verified, {said}." in words
+    with console.rt.transaction() as session:
+        unverified = verification.receive(session, console.rt, "erasure", "bo@example.org")
+        unverified_id = unverified.request.id
+    if action in ("pause", "cancel"):  # the others need a verified request
+        words = text(console.post(base(unverified_id, action), **values).text)
+        assert "We email the requester nothing: nobody verified the address." in words
+
+
+@SQLITE
+def test_the_resume_confirmation_says_the_requester_is_mailed(console: Console,
+                                                              reviewer: Officer) -> None:
+    request_id = new_request(console)
+    with console.rt.transaction() as session:
+        flow.pause(session, console.rt, flow.get(session, request_id), actor="operator:test",
+                   waiting_for="identity")
+    words = text(console.get(base(request_id, "resume")).text)
+    assert "We email the requester, at the address they verified, the new date." in words
+
 
 @SQLITE
 @pytest.mark.parametrize(("action", "values", "said"), [

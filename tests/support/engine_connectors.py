@@ -46,6 +46,8 @@ class Script:
         self.fail_with: type[Exception] = RetryableError
         self.leave_behind = 0
         self.holds: set[str] = set()
+        #: the holds a kept record names (by key; default: ``tax-law``)
+        self.hold_names: dict[str, tuple[str, ...]] = {}
         self.calls: list[str] = []
         self.lock = threading.Lock()
         #: identity expansion: identifier value -> further identifiers it links to
@@ -105,9 +107,11 @@ class ScriptedConnector(Connector):
         plan = ErasurePlan(self.name)
         for record in self.find(subject):
             held = record.key in self.script.holds
+            names = self.script.hold_names.get(record.key, ("tax-law",)) if held else ()
             plan.items.append(PlanItem(record.collection, record.key,
                                        Action.KEEP if held else Action.DELETE,
-                                       "tax-law: invoices kept 10 years" if held else ""))
+                                       "tax-law: invoices kept 10 years" if held else "",
+                                       holds=names))
         return plan
 
     def erase(self, plan: ErasurePlan) -> ErasureResult:
