@@ -163,7 +163,7 @@ def test_unexpected_error_is_a_friendly_500_and_logged(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the database exploded")
 
-    monkeypatch.setattr(verification, "by_token", explode)
+    monkeypatch.setattr(verification, "find_token", explode)
     answer = Browser(app).client.get(f"/requests/{'a' * 32}")
     assert answer.status_code == 500 and T["error.500.title"] in answer.text
     assert "exploded" not in answer.text and "Traceback" not in answer.text
