@@ -266,9 +266,11 @@ def as_seen(held: RequestToken) -> tuple[datetime, datetime]:
     mail), so that joining a pending request never tells when someone else
     submitted the address; once verified, the request's own."""
     request = held.request
-    if request.status != Status.VERIFYING.value:
+    if request.verified_at is not None:
         return request.received_at, request.due_at
-    return held.issued_at, due_date(held.issued_at)
+    # an officer's extension (or pause) before verification moves the request's date further
+    return (max(request.received_at, held.issued_at),
+            max(request.due_at, due_date(held.issued_at)))
 
 
 def by_token(session: Session, rt: Runtime, request_id: str, token: str) -> Request | None:
