@@ -182,7 +182,7 @@ def test_every_kind_of_outage_is_503(web: Flask, monkeypatch: pytest.MonkeyPatch
     def away(*_args: object, **_kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr("dsar.workflow.verification.by_token", away)
+    monkeypatch.setattr("dsar.workflow.verification.find_token", away)
     caplog.set_level(logging.DEBUG, logger="dsar")
     token = auth(requester.token)
     assert_unavailable("api status", requester.api.get(f"{BASE}/{requester.api_id}",
@@ -203,7 +203,7 @@ def test_a_database_bug_is_still_a_500(web: Flask, monkeypatch: pytest.MonkeyPat
         raise sqlalchemy.exc.OperationalError("SELECT x", {}, sqlite3.OperationalError(
             "no such table: requests"))
 
-    monkeypatch.setattr("dsar.workflow.verification.by_token", broken)
+    monkeypatch.setattr("dsar.workflow.verification.find_token", broken)
     answer = requester.api.get(f"{BASE}/{requester.api_id}", headers=auth(requester.token))
     error_of(answer, 500, "internal_error")
     with pytest.raises(sqlalchemy.exc.OperationalError):  # TESTING: the portal propagates
