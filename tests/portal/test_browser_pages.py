@@ -22,6 +22,7 @@ from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import Page, expect
 from sqlalchemy import update
 
+from dsar.clock import MovableClock
 from dsar.connector import PermanentError
 from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
@@ -31,7 +32,7 @@ from dsar.runtime import Runtime
 from dsar.texts import DEFAULTS as T
 from dsar.workflow import requests as flow
 from dsar.workflow.states import Status, transition
-from tests.portal.journey import Outbox
+from tests.portal.journey import Outbox, body_of, link_in
 from tests.support.browser import LiveServer, assert_accessible
 from tests.support.engine_connectors import Script
 
@@ -255,3 +256,59 @@ def test_without_javascript_check_again_reloads_and_nothing_else_shows(
     check.click()
     expect(page.locator("#state")).to_have_text(T["status.completed"])
     expect(page.get_by_role("link", name=T["status.check_again"])).to_have_count(0)
+
+
+def test_locked_out_then_recovered_then_told_by_mail_then_expired(
+        page: Page, chromium: Chromium, live_server: LiveServer, rt: Runtime,
+        outbox: Outbox, tmp_path: Path) -> None:
+    """One requester's whole journey through what can go wrong: too many wrong
+    codes (no code box: a new code, and when), a new code asked too soon (the
+    request's own page says when), then the new code; the completion mail, its
+    link opened on another device, the download; a week later, the expired
+    link (says so, offers a new request). Every page accessible."""
+    clock = rt.clock = MovableClock(utcnow())
+    request_id = start(page, outbox, "access", PEOPLE[7])
+    outbox.new()  # the first code: mistyped five times below
+    for _ in range(int(rt.settings["CODE_MAX_ATTEMPTS"])):
+        page.fill("#code", "000000")
+        page.click("form[action$='/verify'] button")
+    expect(page.locator("#code")).to_have_count(0)
+    expect(page.locator("#locked")).to_contain_text(T["verify.locked"])
+    assert_accessible(page)
+
+    page.click("form.resend button")  # the first code went out seconds ago: not yet
+    expect(page.locator(".error-summary")).to_contain_text("You can ask again in")
+    expect(page.locator("#resend-when")).to_contain_text("1 minute")
+    assert page.url.endswith(f"/requests/{request_id}/resend")
+    assert_accessible(page)
+
+    clock.advance(minutes=1)
+    page.click("form.resend button")
+    expect(page.locator("#code")).to_be_visible()  # a new code: the box is back
+    verify(page, outbox)
+    work(rt)
+    shows(page, "completed", T["status.completed"])
+
+    (mail,) = [m for m in outbox.new() if request_id in body_of(m)]
+    assert mail["Subject"] == T["mail.access_ready.subject"]
+    assert f"/requests/{request_id}/download" not in body_of(mail)  # the page, not the file
+    phone = chromium.new_context(base_url=live_server.url, accept_downloads=True)
+    try:
+        other = phone.new_page()
+        other.goto(link_in(mail))
+        assert other.url.endswith(f"/requests/{request_id}")  # the token left the address
+        expect(other.locator("#state")).to_have_text(T["status.completed"])
+        assert_accessible(other)
+        with other.expect_download() as download:
+            other.click("a[download]")
+        download.value.save_as(tmp_path / "mine.zip")
+        assert (tmp_path / "mine.zip").stat().st_size > 0
+    finally:
+        phone.close()
+
+    clock.advance(days=int(rt.settings["EXPORT_LINK_DAYS"]), seconds=1)
+    shows(page, "completed", T["status.completed.download_expired"])
+    expect(page.locator("a[download]")).to_have_count(0)
+    page.get_by_role("link", name=T["status.new_access_request"]).click()
+    expect(page.locator("#kind-access")).to_be_checked()
+    assert_accessible(page)
