@@ -19,11 +19,10 @@ import pytest
 from flask import Flask
 from syrupy.assertion import SnapshotAssertion
 
-from dsar import outbox
 from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
 from dsar.workflow import verification
-from tests.support.golden import frozen, golden  # noqa: F401
+from tests.support.golden import MAIL_SETTINGS, frozen, golden, sent  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -32,19 +31,10 @@ ADDRESS = "Ada.Quillby@Example.org"  # the code goes to the address as normalise
 
 @pytest.fixture
 def mail_rt(make_app: Callable[..., Flask], tmp_path: Path, seeded: object) -> Runtime:
-    app = make_app(OUTBOX_DIR=str(tmp_path / "outbox"), BASE_URL="https://privacy.example.com",
-                   MAIL_FROM="Larkspur Goods Privacy <privacy@example.com>")
+    app = make_app(OUTBOX_DIR=str(tmp_path / "outbox"), **MAIL_SETTINGS)
     rt: Runtime = app.extensions["dsar"]
     frozen(rt)
     return rt
-
-
-def sent(rt: Runtime) -> list[str]:
-    """Deliver what is queued; the mails written to the outbox, by file name."""
-    while outbox.deliver_due(rt):
-        pass
-    folder = Path(rt.settings["OUTBOX_DIR"])
-    return [path.read_bytes().decode("utf-8") for path in sorted(folder.glob("*.eml"))]
 
 
 @pytest.mark.parametrize("kind", ["access", "erasure"])

@@ -24,34 +24,21 @@ from click.testing import Result
 from flask import Flask
 from syrupy.assertion import SnapshotAssertion
 
-from dsar import outbox
 from dsar.demo import DemoInfo, customers_of
 from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
-from tests.support.golden import demo_stores, frozen, golden  # noqa: F401
+from tests.support.golden import MAIL_SETTINGS, demo_stores, frozen, golden, sent  # noqa: F401
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 ADDRESS = "Ada.Quillby@Example.org"  # written to as normalised
 CUSTOMER = customers_of(3)[1]  # in all three demo stores
-SETTINGS = {"BASE_URL": "https://privacy.example.com",
-            "MAIL_FROM": "Larkspur Goods Privacy <privacy@example.com>"}
-
-
 @pytest.fixture
 def mail_rt(make_app: Callable[..., Flask], tmp_path: Path, seeded: object) -> Runtime:
-    app = make_app(OUTBOX_DIR=str(tmp_path / "outbox"), **SETTINGS)
+    app = make_app(OUTBOX_DIR=str(tmp_path / "outbox"), **MAIL_SETTINGS)
     rt: Runtime = app.extensions["dsar"]
     frozen(rt)
     return rt
-
-
-def sent(rt: Runtime) -> list[str]:
-    """Deliver what is queued; the mails written to the outbox, by file name."""
-    while outbox.deliver_due(rt):
-        pass
-    folder = Path(rt.settings["OUTBOX_DIR"])
-    return [path.read_bytes().decode("utf-8") for path in sorted(folder.glob("*.eml"))]
 
 
 def new_mail(rt: Runtime, before: list[str]) -> str:
@@ -89,7 +76,7 @@ def completed(make_app: Callable[..., Flask], cli: Callable[..., Result], demo: 
     through the CLI (no review), its stores' labels as the demo's connector
     file gives them but for ``labels``; the mail it sent."""
     app = make_app(CONNECTORS=str(demo.connector_file), OUTBOX_DIR=str(tmp_path / "outbox"),
-                   ERASURE_REVIEW=False, **SETTINGS)
+                   ERASURE_REVIEW=False, **MAIL_SETTINGS)
     rt: Runtime = app.extensions["dsar"]
     frozen(rt)
     for name, label in (labels or {}).items():

@@ -21,6 +21,7 @@ from dsar.runtime import Runtime
 from dsar.workflow import erasure, verification
 from dsar.workflow import requests as flow
 from tests.support.engine_connectors import Script
+from tests.support.queued import Mail, queued
 
 SENT = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 CODE, WRONG = "123456", "654321"
@@ -136,16 +137,9 @@ def test_an_unverified_erasure_names_what_remains_and_where(
                              "(in items, orders)")
 
 
-def mails(rt: Runtime) -> list[tuple[str, str, str, str]]:
+def mails(rt: Runtime) -> list[Mail]:
     """The outbox: kind, recipient, subject, body (decrypted with the outbox's contexts)."""
-    from dsar.models.outbox import OutboxMail
-
-    with rt.transaction() as session:
-        return [(m.kind, *(rt.crypto.decrypt_text(blob, f"outbox:{part}")
-                           for part, blob in (("recipient", m.recipient_ct),
-                                              ("subject", m.subject_ct),
-                                              ("body", m.body_ct))))
-                for m in session.scalars(select(OutboxMail).order_by(OutboxMail.id))]
+    return queued(rt)
 
 
 def test_the_code_mail_goes_to_the_normalised_address_with_the_status_link(

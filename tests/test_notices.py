@@ -10,7 +10,6 @@ tests/test_golden_requester_mail.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -25,7 +24,7 @@ from dsar.config import ConfigError
 from dsar.connector import Subject
 from dsar.database import utcnow
 from dsar.executor import InProcessExecutor
-from dsar.models import ExportBundle, OutboxMail, Request, RequestToken, TokenHolder
+from dsar.models import ExportBundle, Request, RequestToken, TokenHolder
 from dsar.registry import load_hold_texts
 from dsar.runtime import Runtime
 from dsar.texts import DEFAULTS, load_texts
@@ -33,6 +32,7 @@ from dsar.workflow import erasure, verification
 from dsar.workflow import requests as flow
 from tests.support.app import write_connectors
 from tests.support.engine_connectors import Script
+from tests.support.queued import Mail, queued
 
 ALICE = "alice@example.org"
 #: Alice's other address, found in the crm by identity expansion: never written to
@@ -42,23 +42,9 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 TAX_TEXT = "Your invoices: tax law makes us keep them for 10 years. We use them for nothing else."
 
 
-@dataclass(frozen=True)
-class Mail:
-    kind: str
-    to: str
-    subject: str
-    body: str
-
-
 def mails(rt: Runtime, request_id: str) -> list[Mail]:
     """The request's mail in the outbox, oldest first, decrypted."""
-    with rt.transaction() as session:
-        rows = session.scalars(select(OutboxMail).where(OutboxMail.request_id == request_id)
-                               .order_by(OutboxMail.id)).all()
-        return [Mail(m.kind, *(rt.crypto.decrypt_text(blob, f"outbox:{part}") for part, blob in
-                               (("recipient", m.recipient_ct), ("subject", m.subject_ct),
-                                ("body", m.body_ct))))
-                for m in rows]
+    return queued(rt, request_id)
 
 
 def notices(rt: Runtime, request_id: str) -> list[Mail]:

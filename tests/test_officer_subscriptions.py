@@ -11,7 +11,6 @@ The two mails are pinned as golden files in tests/test_golden_officer_mail.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from dsar.runtime import Runtime
 from dsar.workflow import requests as flow
 from dsar.workflow.states import Status
 from tests.support.golden import FROZEN, golden  # noqa: F401
+from tests.support.queued import Mail, queued
 
 #: a Monday morning
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -88,24 +88,9 @@ def new_request(rt: Runtime, *, due_in: timedelta | None = None, status: str = "
         return request.id
 
 
-@dataclass(frozen=True)
-class Mail:
-    kind: str
-    to: str
-    subject: str
-    body: str
-
-
 def mails(rt: Runtime) -> list[Mail]:
     """Every mail queued, oldest first, decrypted."""
-    def clear(ct: bytes | None, column: str) -> str:
-        assert ct is not None
-        return rt.crypto.decrypt_text(ct, f"outbox:{column}")
-
-    with rt.transaction() as session:
-        return [Mail(m.kind, clear(m.recipient_ct, "recipient"), clear(m.subject_ct, "subject"),
-                     clear(m.body_ct, "body"))
-                for m in session.scalars(select(OutboxMail).order_by(OutboxMail.id))]
+    return queued(rt)
 
 
 def sent_since(rt: Runtime, before: int) -> list[Mail]:

@@ -25,6 +25,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
+from dsar import outbox
 from dsar.clock import MovableClock
 from dsar.demo import DemoInfo, seed
 
@@ -57,6 +58,19 @@ def _text(data: Any) -> Any:
 def golden(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     """syrupy's ``snapshot`` storing each value as a text file of its own."""
     return snapshot.use_extension(TextSnapshot)
+
+
+#: the settings a golden mail is sent with: its links and its sender
+MAIL_SETTINGS = {"BASE_URL": "https://privacy.example.com",
+                 "MAIL_FROM": "Larkspur Goods Privacy <privacy@example.com>"}
+
+
+def sent(rt: Any) -> list[str]:
+    """Deliver what is queued; the mails written to the outbox, by file name."""
+    while outbox.deliver_due(rt):
+        pass
+    folder = Path(rt.settings["OUTBOX_DIR"])
+    return [path.read_bytes().decode("utf-8") for path in sorted(folder.glob("*.eml"))]
 
 
 def frozen(rt: Any) -> MovableClock:
