@@ -169,7 +169,8 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_float),
     Setting("CODE_MAX_ATTEMPTS", 5, "Wrong codes allowed before a new code is needed.",
             _positive_int),
-    Setting("CODE_RESEND_SECONDS", 60.0, "Cooldown between two codes for one request.",
+    Setting("CODE_RESEND_SECONDS", 60.0, "Cooldown between the first two codes for one "
+            "request; it doubles with each code sent, up to an hour.",
             _positive_float),
     Setting("UNVERIFIED_EXPIRY_DAYS", 7, "A request never verified expires after this many "
             "days.", _positive_int),
@@ -188,11 +189,13 @@ SETTINGS: tuple[Setting, ...] = (
             "start; while Redis cannot be reached (2 s connect/read timeout, override with "
             "?socket_timeout=N) submit, verify and resend answer 503 and the error is logged: "
             "limits fail closed, never skipped nor kept per process. Other pages keep working."),
-    Setting("RATE_LIMIT_SUBMIT", "10 per hour", "Submissions per IP address, and separately "
-            "per email address."),
-    Setting("RATE_LIMIT_VERIFY", "20 per hour", "Code entries per IP address and per "
-            "request."),
-    Setting("RATE_LIMIT_RESEND", "5 per hour", "Code resends per IP address and per request."),
+    Setting("RATE_LIMIT_SUBMIT", "10 per hour", "Submissions per IP address (never per email "
+            "address: a stranger could use up its owner's; a submission for an address whose "
+            "request of that kind waits for its code joins it instead)."),
+    Setting("RATE_LIMIT_VERIFY", "20 per hour", "Code entries per IP address and per holder "
+            "of a status token of the request."),
+    Setting("RATE_LIMIT_RESEND", "5 per hour", "Code resends per IP address and per holder "
+            "of a status token of the request."),
     Setting("OFFICER_SETUP_HOURS", 24.0, "How long an officer's one-time set-up link is valid.",
             _positive_float),
     Setting("OFFICER_IDLE_MINUTES", 30.0, "A console session ends after this long without a "
