@@ -237,6 +237,11 @@ DEFAULTS: dict[str, str] = {
     "status.partially_failed": "We could not finish part of your request yet. Our privacy "
                                "team has been told and will complete it.",
     "status.denied": "We cannot carry out this request.",
+    # under a denied or cancelled request (GDPR Art. 12(4)), as in their mails
+    "status.rights": "If you disagree, you have the right to complain to a data protection "
+                     "supervisory authority, in particular in the country where you live, "
+                     "where you work or where you think the law was broken, and to ask a "
+                     "court to decide (GDPR Art. 12(4), 77 and 79).",
     "status.expired": "This request has expired: the email address was not confirmed in time.",
     "status.cancelled": "This request was cancelled.",
     "status.paused": "We need something from you before we can go on: we have written to "

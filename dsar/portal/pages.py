@@ -66,6 +66,7 @@ def status_context(session: Session, rt: Runtime, request: Request) -> dict[str,
         "verifying": state == "verifying",
         "code_minutes": int(float(rt.settings["CODE_TTL_SECONDS"]) // 60),
         "download": None, "new_request": _new_request(texts) if state in ASK_AGAIN else None,
+        "rights": state in (Status.DENIED, Status.CANCELLED),  # Art. 12(4), as in the mail
     }
     if state == Status.COMPLETED and request.kind == RequestKind.ACCESS:
         _with_download(session, rt, request, page)

@@ -203,3 +203,20 @@ def test_one_store_without_a_label_is_not_numbered(portal_app: Callable[..., Fla
     page = browser.status(_verified(browser)).text
     assert _rows(page) == [(T["status.store.unlabelled"], T["progress.waiting"])]
     assert ">crm<" not in page
+
+
+def test_a_denial_gives_the_reason_and_the_right_to_complain(shop: Browser) -> None:
+    """Art. 12(4): the reason, and the rights to complain to a supervisory
+    authority and to go to court, on the page as in the mail."""
+    request_id = _verified(shop, "erasure")
+    _change(shop.rt, request_id, flow.deny, reason="We must keep invoices (tax law).")
+    page = shop.status(request_id).text
+    assert "We must keep invoices (tax law)." in page
+    assert T["status.rights"] in page
+    shop.outbox.new()  # the denial's mail
+    cancelled = _verified(shop, "access")
+    _change(shop.rt, cancelled, flow.cancel, reason="asked twice")
+    assert T["status.rights"] in shop.status(cancelled).text
+    shop.outbox.new()  # the cancellation's mail
+    going_on = _verified(shop, "access")  # a request going on: not told
+    assert T["status.rights"] not in shop.status(going_on).text
