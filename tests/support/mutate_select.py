@@ -33,7 +33,8 @@ FILES = frozenset({
     "tests/api/*.py", "tests/portal/test_download.py", "tests/portal/test_form.py",
     "tests/portal/test_limits.py", "tests/portal/test_logs.py",
     "tests/portal/test_verification.py", "tests/portal/test_owner_first.py",
-    "tests/test_https.py", "tests/test_mutants_*.py",
+    "tests/test_https.py", "tests/test_notices.py", "tests/test_golden_mail.py",
+    "tests/test_golden_requester_mail.py", "tests/test_mutants_*.py",
 })
 # A test using one of these needs a server beyond the SQLite file.
 SERVER_FIXTURES = frozenset({
