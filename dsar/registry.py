@@ -89,14 +89,24 @@ def load_connectors(path: str | None,
     No path means no connectors. Raises :class:`ConfigError` naming the file
     and key on any mistake.
     """
+    return load_connector_file(path, extra_types)[0]
+
+
+def load_connector_file(path: str | None,
+                        extra_types: Mapping[str, type[Connector]] | None = None
+                        ) -> tuple[dict[str, Connector], dict[str, str]]:
+    """The connectors (:func:`load_connectors`) and the holds' requester texts
+    (:func:`load_hold_texts`) of the file at ``path``, read once."""
     if not path:
-        return {}
+        return {}, {}
     file = Path(path)
     data = _read(file)
     tables = data.get("connectors", {})
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{file}: no [connectors.<name>] tables")
-    return {name: _instantiate(file, name, raw, extra_types) for name, raw in tables.items()}
+    connectors = {name: _instantiate(file, name, raw, extra_types)
+                  for name, raw in tables.items()}
+    return connectors, _hold_texts(file, data)
 
 
 def _read(file: Path) -> dict[str, Any]:
@@ -118,7 +128,11 @@ def load_hold_texts(path: str | None) -> dict[str, str]:
     if not path:
         return {}
     file = Path(path)
-    holds = _read(file).get("holds", {})
+    return _hold_texts(file, _read(file))
+
+
+def _hold_texts(file: Path, data: Mapping[str, Any]) -> dict[str, str]:
+    holds = data.get("holds", {})
     if not isinstance(holds, dict):
         raise ConfigError(f"{file}: holds: must be a table of [holds.<name>] tables")
     return {name: _hold_text(file, name, table) for name, table in holds.items()}

@@ -27,7 +27,7 @@ from .database import READING, make_engine
 from .files import private_folder
 from .mail import Mailer
 from .officers.factors import default_hasher
-from .registry import load_connectors, load_hold_texts
+from .registry import load_connector_file
 from .texts import load_texts
 
 
@@ -73,10 +73,8 @@ class Runtime:
         use (so CLI commands that need none work with a broken file)."""
         with self._lock:
             if self._connectors is None:
-                path = self.settings.get("CONNECTORS")
-                connectors = load_connectors(path, self._connector_types)
-                self._hold_texts = load_hold_texts(path)
-                self._connectors = connectors
+                self._connectors, self._hold_texts = load_connector_file(
+                    self.settings.get("CONNECTORS"), self._connector_types)
             return self._connectors
 
     @property

@@ -331,12 +331,13 @@ DEFAULTS: dict[str, str] = {
 def say(texts: Mapping[str, str], key: str, **params: Any) -> str:
     """The text ``key`` formatted with ``params``, as a requester reads it.
 
-    A count of one takes the singular: ``<key>.one`` when ``left`` is 1 and the
-    texts have it ("1 attempt left"). A wait in ``seconds`` is also given as
-    ``{wait}``, in words (:func:`duration`: "2 minutes"); ``{seconds}`` stays the
-    plain number, so a company's text written for it keeps working.
+    A count of one takes the singular: ``<key>.one`` when the count (``left``
+    or ``n``) is 1 and the texts have it ("1 attempt left", "once"). A wait in
+    ``seconds`` is also given as ``{wait}``, in words (:func:`duration`: "2
+    minutes"); ``{seconds}`` stays the plain number, so a company's text written
+    for it keeps working.
     """
-    if params.get("left") == 1 and f"{key}.one" in texts:
+    if 1 in (params.get("left"), params.get("n")) and f"{key}.one" in texts:
         key = f"{key}.one"
     if "seconds" in params:
         params = {"wait": duration(texts, float(params["seconds"])), **params}

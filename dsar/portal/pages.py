@@ -14,12 +14,12 @@ from typing import Any
 from flask import Response, make_response, render_template, url_for
 from sqlalchemy.orm import Session
 
-from ..models import Request
+from ..models import Request, RequestToken
 from ..registry import labels
 from ..runtime import Runtime, runtime
 from ..schemas.requester import RequestRequesterView
 from ..texts import say
-from ..workflow import downloads
+from ..workflow import downloads, verification
 from ..workflow.states import RequestKind, Status
 
 #: states in which work is under way: the status page offers "Check again", and its
@@ -50,16 +50,18 @@ def when(texts: Mapping[str, str], value: datetime, *, with_time: bool = False) 
     return texts["format.datetime" if with_time else "format.date"].format(d=value)
 
 
-def status_context(session: Session, rt: Runtime, request: Request) -> dict[str, Any]:
-    """Everything the status page shows of ``request``: nothing internal (stores
-    by their label, never their name)."""
-    texts = rt.texts
+def status_context(session: Session, rt: Runtime, held: RequestToken) -> dict[str, Any]:
+    """Everything the status page shows of the request ``held`` is a token of:
+    nothing internal (stores by their label, never their name; before
+    verification the dates of the holder's own submission)."""
+    texts, request = rt.texts, held.request
+    received_at, due_at = verification.as_seen(held)
     view = RequestRequesterView(labels=labels(rt.connectors)).dump(request)
     state = view["status"]
     page = {
         "request_id": request.id, "state": state, "state_text": _state_text(texts, request),
         "kind_text": texts[f"status.kind.{request.kind}"],
-        "received_at": when(texts, request.received_at), "due_at": when(texts, request.due_at),
+        "received_at": when(texts, received_at), "due_at": when(texts, due_at),
         "progress": progress(texts, view["progress"]), "reason": view["reason"],
         "reason_label": texts["status.reason" if state == Status.DENIED else "status.extended"],
         "refresh": state in REFRESHING, "poll_seconds": POLL_SECONDS,

@@ -23,7 +23,7 @@ from ..texts import duration, say
 from ..workflow import downloads, verification
 from . import bp, tokens
 from .forms import read_code, read_submit, summary
-from .pages import message, render, status_context, when
+from .pages import message, render, status_context
 
 #: HTTP status of each way a code can be refused (the rest are 400)
 CODE_STATUS: dict[type[verification.VerificationError], int] = {
@@ -93,9 +93,7 @@ def _page(session: Session, rt: Runtime, held: RequestToken) -> dict[str, Any]:
     enter it, unless too many wrong ones were entered with its kind of token
     (then only ask for a new one, or use the link in the email), and ask for
     a new one now or in how long."""
-    page = status_context(session, rt, held.request)
-    received_at, due_at = verification.as_seen(held)
-    page["received_at"], page["due_at"] = when(rt.texts, received_at), when(rt.texts, due_at)
+    page = status_context(session, rt, held)
     state = verification.code_state(session, rt, held.request, held.holder)
     page["locked"] = state is not None and state.locked
     page["by_mail"] = held.holder == TokenHolder.MAIL.value

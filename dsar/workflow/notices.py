@@ -42,7 +42,9 @@ from sqlalchemy.orm import Session
 
 from .. import outbox
 from ..models import ExportBundle, OutboxMail, Request, Task, TokenHolder
+from ..registry import labels
 from ..runtime import Runtime
+from ..texts import say
 from . import verification
 from .subjects import given_by_requester
 from .task_states import Step, TaskStatus
@@ -65,8 +67,8 @@ def access_ready(session: Session, rt: Runtime, request: Request,
     if bundle.expires_at is None:
         return None
     texts = rt.texts
-    downloads = _count(texts, "mail.access_ready.downloads",
-                       int(rt.settings["EXPORT_MAX_DOWNLOADS"]))
+    downloads = say(texts, "mail.access_ready.downloads",
+                    n=int(rt.settings["EXPORT_MAX_DOWNLOADS"]))
     return _queue(session, rt, request, "access_ready", downloads=downloads,
                   until=texts["format.datetime"].format(d=bundle.expires_at))
 
@@ -136,24 +138,19 @@ def _result(task: Task) -> dict[str, Any]:
     return loaded
 
 
-def _count(texts: Mapping[str, str], key: str, n: int) -> str:
-    """``key`` for ``n`` (``<key>.one`` when ``n`` is 1), formatted with ``n``."""
-    return texts[f"{key}.one" if n == 1 else key].format(n=n)
-
-
 def _store_lines(rt: Runtime, results: list[tuple[str, dict[str, Any]]]) -> str:
     """One line per store that had records of the subject, by its label;
     stores without one together under a neutral name, last."""
-    texts = rt.texts
+    texts, label_of = rt.texts, labels(rt.connectors)
     named: dict[str, Counter[str]] = {}
     unnamed: Counter[str] = Counter()
     for name, result in results:
         counts = Counter({k: int(result.get(k, 0)) for k in ("deleted", "masked", "kept")})
         if not any(counts.values()):
             continue
-        label = getattr(rt.connectors.get(name), "label", None)
-        if isinstance(label, str) and label.strip():
-            named.setdefault(label.strip(), Counter()).update(counts)
+        label = label_of.get(name)  # checked and stripped when the file was read
+        if label:
+            named.setdefault(label, Counter()).update(counts)
         else:
             unnamed.update(counts)
     lines = list(named.items())
@@ -175,5 +172,5 @@ def _hold_lines(rt: Runtime, held: Mapping[str, int]) -> str:
         by_text[own.get(name, default)] += held[name]
     order = sorted(by_text, key=lambda text: text == default)  # stable: names' order kept
     return "\n".join(texts["mail.erased.hold"].format(
-        records=_count(texts, "mail.erased.records", by_text[text]), text=text)
+        records=say(texts, "mail.erased.records", n=by_text[text]), text=text)
         for text in order)
