@@ -236,15 +236,16 @@ def _note_own_retry_after(response: Response) -> Response:
 
 
 def _limiter_retry_after_on_429_only(response: Response) -> Response:
-    """The limiter's ``Retry-After`` (the end of its window, up to an hour) is
-    for a refusal by the limiter: any other answer keeps the view's own value,
-    or none (a success that said "come back in an hour" would be obeyed)."""
-    if response.status_code != 429:
-        own = g.pop("dsar_own_retry_after", None)
-        if own is None:
-            response.headers.pop("Retry-After", None)
-        else:
-            response.headers["Retry-After"] = own
+    """An answer that set its own ``Retry-After`` keeps it, the limiter's 429
+    page too (its text says the same wait; the limiter's, computed a moment
+    later, could be a second less). Without one, only a refusal by the limiter
+    keeps the limiter's (the end of its window, up to an hour): a success that
+    said "come back in an hour" would be obeyed."""
+    own = g.pop("dsar_own_retry_after", None)
+    if own is not None:  # the answer's own, also on the limiter's 429 (its page says it)
+        response.headers["Retry-After"] = own
+    elif response.status_code != 429:
+        response.headers.pop("Retry-After", None)
     return response
 
 
